@@ -1,0 +1,49 @@
+"""NVFP4: E2M1 elements in blocks of 16, an E4M3 scale per block, an fp32 tensor scale.
+
+Two-level scheme (default, ``tensor_scale=True``; bit-exact with torchao 0.18's
+``nvfp4`` when given a per-tensor scale):
+
+* ``s_t = amax(tensor) / (448 * 6)`` in fp32 (1.0 for an all-zero tensor);
+* ``s_b = E4M3_RNE(clamp((amax(block) / 6) / s_t, 2^-6, 448))``: block scales are floored
+  at E4M3's smallest normal, so an all-zero block gets ``2^-6`` and zero elements;
+* elements ``E2M1_RNE(x * ((1 / s_t) / s_b))`` with saturation;
+* value ``e * fp32(s_b * s_t)``.
+
+Single-level (``tensor_scale=False``): ``s_b = E4M3_RNE(amax(block) / 6)`` with E4M3
+subnormals allowed, a zero block gets scale 0, and a block scale above 448 is an error.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import formats as F
+from .checks import first_position
+from .quantize import encode_scaled, finite_amax, round_scale
+from .quantized import QuantizedTensor, from_groups, groups_to_meta, to_groups
+
+BLOCK = 16
+NVFP4_FORMATS = {"nvfp4": "fp4_e2m1"}
+E4M3_MAX = 448.0
+E4M3_MIN_NORMAL = 2.0 ** -6
+
+
+def quantize_nvfp4(x, fmt, axis, rounding, tensor_scale: bool) -> QuantizedTensor:
+    element = F.get(NVFP4_FORMATS[fmt])
+    xg = to_groups(x, axis, BLOCK)
+    amax_b = finite_amax(xg)
+    e4m3 = F.get_scale_format("e4m3")
+    if tensor_scale:
+        amax_t = amax_b.max()
+        s_t = (amax_t / (E4M3_MAX * element.qmax)) if float(amax_t) > 0 else torch.tensor(1.0)
+        s_t = s_t.to(torch.float32)
+        s_b = e4m3.round(((amax_b / element.qmax) / s_t).clamp(E4M3_MIN_NORMAL, E4M3_MAX))
+        y = xg * ((1.0 / s_t) / s_b).unsqueeze(-1)
+        codes = element._encode_f32(y, rounding)
+        ts = float(s_t)
+    else:
+        s_b = round_scale(amax_b / element.qmax, "e4m3")
+        codes = encode_scaled(element, xg, s_b, rounding)
+        ts = None
+    return QuantizedTensor(format=fmt, variants=(element,), codes=from_groups(codes, axis),
+                           scales=groups_to_meta(s_b, axis), group_size=BLOCK, axis=axis,
+                           scale_format="e4m3", rounding=rounding, tensor_scale=ts)
