@@ -4,15 +4,9 @@
 * :func:`sw.quantize` — quantize a tensor to an element or group format;
 * :mod:`sw.pack` — the memory image the hardware reads.
 """
-from . import formats
+from . import formats, pack
 from .quantize import DEFAULT_GROUP_SIZE, group_format_names, quantize
 from .quantized import QuantizedTensor
 
 __all__ = ["formats", "quantize", "QuantizedTensor", "group_format_names", "DEFAULT_GROUP_SIZE", "pack"]
 
-
-def __getattr__(name):
-    if name == "pack":
-        from . import pack
-        return pack
-    raise AttributeError(name)

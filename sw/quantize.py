@@ -106,6 +106,18 @@ def quantize(w, fmt: str, group_size: int | None = DEFAULT_GROUP_SIZE, *, scale_
     return quantize_absmax(x, element, fmt, g, axis, scale_format, rounding)
 
 
+def variants_for(fmt: str) -> tuple[ElementFormat, ...]:
+    """The element format(s) behind a format name (BitMoD: the four variants in selector order)."""
+    from . import bitmod, mx, nvfp4
+    if fmt in bitmod.FAMILIES:
+        return tuple(F.bitmod_variants(bitmod.FAMILIES[fmt]))
+    if fmt in mx.MX_FORMATS:
+        return (mx.element_format(fmt),)
+    if fmt in nvfp4.NVFP4_FORMATS:
+        return (F.get(nvfp4.NVFP4_FORMATS[fmt]),)
+    return (F.get(fmt),)
+
+
 def _check_group(group_size, k: int, axis: int) -> int:
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size <= 0:
         raise ValueError(f"group_size={group_size!r} must be a positive int or None")

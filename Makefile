@@ -1,0 +1,48 @@
+# bitmix — see README.md. Every target bootstraps what it needs (.venv + system tools).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.bitmix-installed
+SYSTEM_TOOLS := iverilog ccache
+PYTEST_ARGS ?=
+
+.PHONY: help setup system test bench clean
+
+help:
+	@echo "make test   - bootstrap (.venv with pinned packages, system tools) and run every test"
+	@echo "make bench  - measure quantizer throughput on a 4096x4096 fp16 matrix (build/reports/)"
+	@echo "make setup  - only the bootstrap"
+	@echo "make clean  - remove build/ (keeps .venv)"
+
+setup: system $(STAMP)
+
+# The virtual environment, rebuilt whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "bitmix: needs Python >= 3.11 as '$(PYTHON)' (set PYTHON=...)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -c 'import torch, amaranth, cocotb, ml_dtypes, hypothesis, sw' || { echo "bitmix: install into $(VENV) failed"; exit 1; }
+	@touch $@
+
+# System packages: installed with apt-get when running as root, else named.
+system:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "bitmix: installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "bitmix: missing system packages:$$missing -- install them (Debian: sudo apt-get install$$missing) and re-run"; exit 1; \
+	  fi; \
+	fi
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m sw.bench
+
+clean:
+	rm -rf build
