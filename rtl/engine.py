@@ -1,0 +1,196 @@
+"""The bitmix engine: R rows x L lanes of bit-serial PEs behind one activation front end."""
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sw import terms as T
+
+from .act_frontend import ActFrontEnd
+from .pe import BitSerialPE
+from .rescale import Rescaler
+
+
+def cmd_layout(cfg) -> data.StructLayout:
+    return data.StructLayout({
+        "fmt": range(max(2, len(cfg.formats))),
+        "scale_fmt": range(max(2, len(cfg.scale_formats))),
+        "n_groups": range(cfg.max_groups + 1),
+    })
+
+
+def meta_layout(cfg) -> data.StructLayout:
+    return data.StructLayout({"scale": 16, "sel": 2, "zp": cfg.code_bits})
+
+
+def sum_bits(cfg) -> int:
+    return cfg.act_bits + max(1, (cfg.group_size - 1).bit_length()) + 1
+
+
+class Engine(wiring.Component):
+    """GEMV engine ``y = W x`` built from a :class:`gen.config.EngineConfig`.
+
+    One *command* computes ``R`` outputs (one *tile*: weight rows ``r = 0..R-1``) over
+    ``K = n_groups * G`` inputs. Streams (``amaranth.lib.stream``: a beat transfers when
+    ``valid & ready``; ``payload`` is stable while ``valid & ~ready``):
+
+    cmd : In, one beat per tile
+        ``fmt`` (index into ``cfg.formats``), ``scale_fmt`` (index into
+        ``cfg.scale_formats``), ``n_groups`` (1..``max_groups``).
+    act : In, ``L x 16`` bits, ``K/L`` beats per tile
+        lane ``l`` at bits ``[16l+15:16l]``: an fp16, or an int8 in bits [7:0] (``act_mode``).
+        Beat ``s`` of a tile carries inputs ``k = s*L .. s*L + L-1``. The vector is re-sent for
+        every tile.
+    wgt : In, ``R x L x B`` bits (``B = cfg.code_bits``), ``K/L`` beats per tile
+        the code of weight ``(row r, k = s*L + l)`` at bits ``[(r*L + l)*B + B-1 : (r*L + l)*B]``
+        (narrower codes in the low bits of their slot). Each beat is held for ``terms(fmt)``
+        cycles: one term per cycle.
+    meta : In, ``R x (16 + 2 + B)`` bits, one beat per group per tile
+        row ``r`` at bits ``[r*(18+B) + 17+B : r*(18+B)]``: ``scale`` (raw fp16/bf16 bits, or
+        e8m0 in [7:0]) in the low 16 bits, then the BitMoD ``sel`` (2 bits), then the zero
+        point ``zp`` (asymmetric INT; B bits).
+    res : Out, ``R x 32`` bits, one beat per tile
+        row ``r``'s fp32 result at bits ``[32r+31:32r]``, equal bit for bit to
+        ``sw.datapath.gemv``.
+
+    Throughput: ``terms(fmt)`` cycles per ``wgt`` beat when every input stream keeps up, i.e.
+    ``K/L * terms`` cycles per tile plus one cycle to take the next command; the rescale of
+    a group (``sig_bits + 2`` cycles) overlaps the next group. Any stream may stall at any
+    time; the engine then waits. Reset (synchronous, active high) drops all state: after it,
+    start again with a command and the first beats of a tile.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        R, L, B = cfg.rows, cfg.lanes, cfg.code_bits
+        super().__init__({
+            "cmd": In(stream.Signature(cmd_layout(cfg))),
+            "act": In(stream.Signature(L * 16)),
+            "wgt": In(stream.Signature(R * L * B)),
+            "meta": In(stream.Signature(data.ArrayLayout(meta_layout(cfg), R))),
+            "res": Out(stream.Signature(R * 32)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        R, L, B, S = cfg.rows, cfg.lanes, cfg.code_bits, cfg.steps_per_group
+        m = Module()
+
+        fe = m.submodules.frontend = ActFrontEnd(L, cfg.group_size, cfg.act_bits, cfg.act_mode)
+        wiring.connect(m, wiring.flipped(self.act), fe.act)
+        al = fe.aligned
+
+        # ---------------------------------------------------------------- command / tile state
+        active = Signal()
+        fmt = Signal.like(self.cmd.payload.fmt)
+        sfmt = Signal.like(self.cmd.payload.scale_fmt)
+        n_groups = Signal.like(self.cmd.payload.n_groups)
+        g = Signal(range(cfg.max_groups + 1))
+        s = Signal(range(max(2, S)))
+        t = Signal(range(max(2, cfg.max_terms)))
+        with m.If(~active):
+            m.d.comb += self.cmd.ready.eq(1)
+            with m.If(self.cmd.valid):
+                p = self.cmd.payload
+                m.d.sync += [active.eq(1), fmt.eq(p.fmt), sfmt.eq(p.scale_fmt),
+                             n_groups.eq(p.n_groups), g.eq(0), s.eq(0), t.eq(0)]
+
+        # per-format constants
+        n_terms = Array(Const(T.terms(f), range(cfg.max_terms + 1)) for f in cfg.formats)[fmt]
+        unit = Array(Const(T.unit_exp(f), 4) for f in cfg.formats)[fmt]
+        zp_off = Array(Const((1 << (T.code_bits(f) - 1)) if T.is_asym(f) else 0, B + 1)
+                       for f in cfg.formats)[fmt]
+        is_asym = Array(Const(int(T.is_asym(f)), 1) for f in cfg.formats)[fmt]
+
+        # ---------------------------------------------------------------- metadata of the group
+        meta_r = Signal(data.ArrayLayout(meta_layout(cfg), R))
+        group_start = (s == 0) & (t == 0)
+        meta_cur = Signal(data.ArrayLayout(meta_layout(cfg), R))
+        with m.If(group_start):
+            m.d.comb += meta_cur.eq(self.meta.payload)
+        with m.Else():
+            m.d.comb += meta_cur.eq(meta_r)
+
+        # ---------------------------------------------------------------- rescale hand-off
+        load = Signal()            # rescalers take the group finished last cycle
+        last_r = Signal()
+        ea_r = Signal(signed(8))
+        suma_r = Signal(signed(sum_bits(cfg)))
+        scale_r = Signal(data.ArrayLayout(16, R))
+        zpc_r = Signal(data.ArrayLayout(signed(B + 2), R))
+
+        rescalers = []
+        for r in range(R):
+            rs = Rescaler(cfg.scale_formats, cfg.psum_width, sum_bits(cfg), B + 2)
+            m.submodules[f"rescale{r}"] = rs
+            rescalers.append(rs)
+        resc_free = rescalers[0].ready & ~load
+
+        # ---------------------------------------------------------------- the step
+        last_term = t == n_terms - 1
+        last_step = s == S - 1
+        group_end = last_term & last_step
+        inputs_ok = al.valid & self.wgt.valid & (~group_start | self.meta.valid)
+        go = Signal()
+        m.d.comb += go.eq(active & inputs_ok & (~group_end | resc_free))
+
+        pes = []
+        for r in range(R):
+            pe = BitSerialPE(cfg.formats, L, cfg.act_bits, B, cfg.max_terms, cfg.shift_bits, cfg.psum_width)
+            m.submodules[f"pe{r}"] = pe
+            pes.append(pe)
+            m.d.comb += [
+                pe.mant.eq(al.payload.mant),
+                pe.codes.eq(self.wgt.payload[r * L * B:(r + 1) * L * B]),
+                pe.fmt.eq(fmt),
+                pe.sel.eq(meta_cur[r].sel),
+                pe.term.eq(t),
+                pe.en.eq(go),
+                pe.first.eq(group_start),
+            ]
+
+        with m.If(go):
+            m.d.sync += t.eq(t + 1)
+            with m.If(group_start):
+                m.d.comb += self.meta.ready.eq(1)
+                m.d.sync += meta_r.eq(self.meta.payload)
+            with m.If(last_term):
+                m.d.comb += [al.ready.eq(1), self.wgt.ready.eq(1)]
+                m.d.sync += [t.eq(0), s.eq(s + 1)]
+                with m.If(last_step):
+                    m.d.sync += [s.eq(0), g.eq(g + 1), last_r.eq(g == n_groups - 1),
+                                 ea_r.eq(al.payload.ea), suma_r.eq(al.payload.sum_a)]
+                    for r in range(R):
+                        m.d.sync += [scale_r[r].eq(meta_cur[r].scale),
+                                     zpc_r[r].eq(Mux(is_asym, meta_cur[r].zp - zp_off, 0))]
+                    with m.If(g == n_groups - 1):
+                        m.d.sync += [active.eq(0), g.eq(0)]
+        m.d.sync += load.eq(go & group_end)
+
+        for r, rs in enumerate(rescalers):
+            m.d.comb += [
+                rs.start.eq(load),
+                rs.psum.eq(pes[r].psum),
+                rs.sum_a.eq(suma_r),
+                rs.zpc.eq(zpc_r[r]),
+                rs.scale.eq(scale_r[r]),
+                rs.scale_fmt.eq(sfmt),
+                rs.ea.eq(ea_r),
+                rs.unit.eq(unit),
+                rs.last.eq(last_r),
+            ]
+
+        # ---------------------------------------------------------------- results
+        res_valid = Signal()
+        res_data = Signal(R * 32)
+        res_free = ~res_valid | self.res.ready
+        m.d.comb += [self.res.valid.eq(res_valid), self.res.payload.eq(res_data)]
+        for rs in rescalers:
+            m.d.comb += rs.res_free.eq(res_free)
+        with m.If(self.res.ready):
+            m.d.sync += res_valid.eq(0)
+        with m.If(rescalers[0].done):
+            m.d.sync += [res_valid.eq(1), res_data.eq(Cat(*[rs.result for rs in rescalers]))]
+        return m
+

@@ -1,0 +1,103 @@
+"""The bit-serial processing element: one output row, L lanes, one term per lane per cycle."""
+from __future__ import annotations
+
+from amaranth import Const, Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .decoder import TermDecoder
+
+
+def adder_tree(m: Module, values: list, width: int, name: str):
+    """Balanced binary adder tree (combinational); returns the sum as a ``signed(width)`` value."""
+    level = 0
+    while len(values) > 1:
+        nxt = []
+        for i in range(0, len(values) - 1, 2):
+            s = Signal(signed(width), name=f"{name}_l{level}_{i // 2}")
+            m.d.comb += s.eq(values[i] + values[i + 1])
+            nxt.append(s)
+        if len(values) % 2:
+            nxt.append(values[-1])
+        values, level = nxt, level + 1
+    return values[0]
+
+
+class BitSerialPE(wiring.Component):
+    """One row of the engine: ``lanes`` term-serial multipliers, an adder tree, a group sum.
+
+    Each enabled cycle every lane ``l`` decodes term ``term`` of its weight code
+    (``codes[l]``, format ``fmt``, BitMoD selector ``sel``) into ``(sign, shift, zero)``
+    and contributes ``±(mant[l] << shift)`` (0 for a zero term); the adder tree sums the
+    lanes and the group partial sum register adds the tree's output.
+
+    Ports
+    -----
+    mant : In(lanes * act_bits)
+        Aligned activation mantissas (two's complement), lane ``l`` at
+        ``[act_bits*l + act_bits-1 : act_bits*l]``; shared by all rows.
+    codes : In(lanes * code_bits)
+        Weight codes of this row, lane ``l`` at ``[code_bits*l + code_bits-1 : code_bits*l]``.
+    fmt, sel, term : In
+        Format index (into ``formats``), group selector, term index (0 = most significant).
+    en : In(1)
+        Process one term this cycle.
+    first : In(1)
+        With ``en``: this is the group's first term: the sum restarts (``psum <= tree``).
+    psum : Out(signed(psum_bits))
+        The group partial sum, registered: after the enabled cycle of the group's last term
+        it holds ``sum_j w_int_j * A_j`` (exact; widths are sized for the worst case by
+        :class:`gen.config.EngineConfig`).
+
+    Latency: ``psum`` reflects a term one cycle after the cycle it was enabled. With ``en``
+    low ``psum`` holds (stall). Reset clears ``psum``.
+    """
+
+    def __init__(self, formats, lanes: int, act_bits: int, code_bits: int, max_terms: int, shift_bits: int,
+                 psum_bits: int):
+        self.formats = list(formats)
+        self.lanes, self.act_bits, self.code_bits = lanes, act_bits, code_bits
+        self.max_terms, self.shift_bits, self.psum_bits = max_terms, shift_bits, psum_bits
+        super().__init__({
+            "mant": In(lanes * act_bits),
+            "codes": In(lanes * code_bits),
+            "fmt": In(range(max(2, len(self.formats)))),
+            "sel": In(2),
+            "term": In(range(max(2, max_terms))),
+            "en": In(1),
+            "first": In(1),
+            "psum": Out(signed(psum_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        prod_w = self.act_bits + (1 << self.shift_bits) - 1 + 1
+        tree_w = prod_w + max(1, (self.lanes - 1).bit_length())
+        products = []
+        for lane in range(self.lanes):
+            dec = TermDecoder(self.formats, self.max_terms, self.shift_bits, self.code_bits)
+            m.submodules[f"decoder{lane}"] = dec
+            m.d.comb += [
+                dec.code.eq(self.codes[lane * self.code_bits:(lane + 1) * self.code_bits]),
+                dec.fmt.eq(self.fmt),
+                dec.sel.eq(self.sel),
+                dec.term.eq(self.term),
+            ]
+            a = self.mant[lane * self.act_bits:(lane + 1) * self.act_bits].as_signed()
+            shifted = Signal(signed(prod_w), name=f"shifted{lane}")
+            prod = Signal(signed(prod_w), name=f"term_product{lane}")
+            m.d.comb += shifted.eq(a << dec.shift)
+            with m.If(dec.zero):
+                m.d.comb += prod.eq(0)
+            with m.Elif(dec.sign):
+                m.d.comb += prod.eq(-shifted)
+            with m.Else():
+                m.d.comb += prod.eq(shifted)
+            products.append(prod)
+        tree = adder_tree(m, products, tree_w, "tree")
+        with m.If(self.en):
+            with m.If(self.first):
+                m.d.sync += self.psum.eq(tree)
+            with m.Else():
+                m.d.sync += self.psum.eq(self.psum + tree)
+        return m
