@@ -60,7 +60,7 @@ def ports(component) -> list[dict]:
                                                        "note": "synchronous, active high"}]
     for path, member, value in component.signature.flatten(component):
         entry = {"name": "__".join(str(p) for p in path), "dir": member.flow.name.lower(),
-                 "width": len(value)}
+                 "width": Shape.cast(member.shape).width}
         fields = _layout_fields(member.shape) if member.is_port else None
         if fields:
             entry["fields"] = fields

@@ -42,6 +42,8 @@ async def drive(dut, name: str, beats: list[int], p_valid: float, rng: random.Ra
         else:
             valid.value = 0
         await ReadOnly()
+        if not ready.value.is_resolvable:
+            raise AssertionError(f"{name}__ready is {ready.value} at cycle {state.get('cycle')}")
         if holding and int(ready.value) == 1:
             i += 1
             holding = False
