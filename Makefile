@@ -7,9 +7,15 @@ STAMP := $(VENV)/.bitmix-installed
 SYSTEM_TOOLS := iverilog ccache
 PYTEST_ARGS ?=
 
-.PHONY: help setup system test bench clean
+CONFIG ?=
+CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
+
+.PHONY: help setup system verilog sim lint test bench clean
 
 help:
+	@echo "make verilog - elaborate the engine (embedded default config, or CONFIG=file.toml) into build/verilog"
+	@echo "make sim    - cocotb testbenches of the engine on Icarus and Verilator; waveforms in build/sim"
+	@echo "make lint   - yosys synth + check -assert + latch scan, verilator -Wall lint, on every component"
 	@echo "make test   - bootstrap (.venv with pinned packages, system tools) and run every test"
 	@echo "make bench  - measure quantizer throughput on a 4096x4096 fp16 matrix (build/reports/)"
 	@echo "make setup  - only the bootstrap"
@@ -37,6 +43,15 @@ system:
 	    echo "bitmix: missing system packages:$$missing -- install them (Debian: sudo apt-get install$$missing) and re-run"; exit 1; \
 	  fi; \
 	fi
+
+verilog: setup
+	$(PY) -m gen verilog $(CONFIG_ARG)
+
+sim: setup
+	$(PY) -m verif.sim $(CONFIG_ARG)
+
+lint: setup
+	$(PY) -m gen hygiene $(CONFIG_ARG)
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -18,6 +18,10 @@ def main(argv=None) -> int:
     del d
     c = sub.add_parser("check", help="validate a config and print its derived parameters")
     c.add_argument("config", nargs="?")
+    h = sub.add_parser("hygiene", help="elaborate, then yosys synth + check -assert + latch scan and "
+                       "verilator --lint-only -Wall (waivers: gen/lint_waivers.vlt) on every component")
+    h.add_argument("--config", "-c")
+    h.add_argument("--out", "-o", default="build/verilog")
     args = ap.parse_args(argv)
     try:
         if args.verb == "default-config":
@@ -33,6 +37,17 @@ def main(argv=None) -> int:
         from .elaborate import emit
         man = emit(cfg, args.out)
         print(man["summary"])
+        if args.verb == "hygiene":
+            from .hygiene import check_dir
+            results = check_dir(args.out, list(man["files"]))
+            bad = 0
+            for name, checks in results.items():
+                for check, (ok, log) in checks.items():
+                    print(f"{'ok  ' if ok else 'FAIL'} {check:15s} {name}")
+                    if not ok:
+                        bad += 1
+                        print("     " + log.strip().replace("\n", "\n     ")[-2000:])
+            return 1 if bad else 0
         return 0
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
