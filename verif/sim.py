@@ -70,7 +70,7 @@ def suite(cfg: EngineConfig, sim: str, root: Path, quick: bool = False, waves: b
     res["int8"] = run_engine(int8, gemv_cases(int8, 1024, 2 * R + 1, seed=100, kinds=("random",)), sim,
                              root / f"engine_int8_{sim}", p_valid=0.8, p_ready=0.8, waves=False)
     tp_formats = [f for f in ("int4", "bitmod4", "fp6_e3m2", "int8") if f in cfg.formats] or list(cfg.formats[:1])
-    res["throughput"] = run_engine(cfg, gemv_cases(cfg, 4096, 2 * R, formats=tp_formats, kinds=("random",)),
+    res["throughput"] = run_engine(cfg, gemv_cases(cfg, 4096, 4 * R, formats=tp_formats, kinds=("random",)),
                                    sim, root / f"engine_tp_{sim}", waves=False)
     for r in res["throughput"]:
         r["efficiency"] = r["ideal"] / r["cycles"]
