@@ -70,8 +70,9 @@ def shared_exponent(amax: torch.Tensor, element: F.ElementFormat, rule: str) -> 
         q = element.qmax
         e = torch.ceil(torch.log2(torch.where(live, a, 1.0) / q)).to(torch.int64)
         # exact correction of the float log2: smallest e with 2^e * q >= amax
-        e = torch.where(torch.ldexp(torch.tensor(q, dtype=torch.float64), e - 1) >= a, e - 1, e)
-        e = torch.where(torch.ldexp(torch.tensor(q, dtype=torch.float64), e) < a, e + 1, e)
+        qs = torch.full(e.shape, q, dtype=torch.float64)
+        e = torch.where(torch.ldexp(qs, e - 1) >= a, e - 1, e)
+        e = torch.where(torch.ldexp(qs, e) < a, e + 1, e)
     return torch.where(live, e, -127).clamp(-127, 127)
 
 

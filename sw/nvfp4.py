@@ -6,7 +6,8 @@ Two-level scheme (default, ``tensor_scale=True``; bit-exact with torchao 0.18's
 * ``s_t = amax(tensor) / (448 * 6)`` in fp32 (1.0 for an all-zero tensor);
 * ``s_b = E4M3_RNE(clamp((amax(block) / 6) / s_t, 2^-6, 448))``: block scales are floored
   at E4M3's smallest normal, so an all-zero block gets ``2^-6`` and zero elements;
-* elements ``E2M1_RNE(x * ((1 / s_t) / s_b))`` with saturation;
+* elements ``E2M1_RNE(x * ((1 / s_t) / s_b))`` with saturation (for a tensor so tiny that
+  ``1 / s_t`` overflows float32, ``x / (s_t * s_b)`` computed in float64);
 * value ``e * fp32(s_b * s_t)``.
 
 Single-level (``tensor_scale=False``): ``s_b = E4M3_RNE(amax(block) / 6)`` with E4M3
@@ -37,7 +38,11 @@ def quantize_nvfp4(x, fmt, axis, rounding, tensor_scale: bool) -> QuantizedTenso
         s_t = (amax_t / (E4M3_MAX * element.qmax)) if float(amax_t) > 0 else torch.tensor(1.0)
         s_t = s_t.to(torch.float32)
         s_b = e4m3.round(((amax_b / element.qmax) / s_t).clamp(E4M3_MIN_NORMAL, E4M3_MAX))
-        y = xg * ((1.0 / s_t) / s_b).unsqueeze(-1)
+        inv = 1.0 / s_t
+        if bool(torch.isfinite(inv)):
+            y = xg * ((inv / s_b).unsqueeze(-1))          # torchao's exact operation order
+        else:   # s_t is a float32 subnormal whose reciprocal overflows: divide in float64 instead
+            y = (xg.double() / (s_t.double() * s_b.double()).unsqueeze(-1)).float()
         codes = element._encode_f32(y, rounding)
         ts = float(s_t)
     else:

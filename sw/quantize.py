@@ -98,7 +98,11 @@ def quantize(w, fmt: str, group_size: int | None = DEFAULT_GROUP_SIZE, *, scale_
     get_scale_format(scale_format)
     if fmt in bitmod.FAMILIES:
         return bitmod.quantize_bitmod(x, fmt, g, axis, scale_format, rounding)
-    element = F.get(fmt)
+    try:
+        element = F.get(fmt)
+    except ValueError:
+        raise ValueError(f"unknown format {fmt!r}; known element formats: {', '.join(F.names())}; group formats: "
+                         f"{', '.join(group_format_names())}; any ExMy minifloat as 'fpN_eXmY'") from None
     if element.kind == "scale":
         raise ValueError(f"fmt={fmt!r} is a scale format, not an element format")
     if isinstance(element, AsymmetricInt):
@@ -178,6 +182,7 @@ def quantize_asymmetric(x, element, name, g, axis, scale_format, rounding) -> Qu
     The range always includes 0 so that 0 is exactly representable (GPTQ's rule).
     """
     xg = to_groups(x, axis, g)
+    finite_amax(xg)   # raises for a group whose only non-zero elements are infinite
     inf = torch.isinf(xg)
     lo = torch.where(inf, 0.0, xg).amin(-1).clamp(max=0)
     hi = torch.where(inf, 0.0, xg).amax(-1).clamp(min=0)

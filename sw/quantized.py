@@ -10,8 +10,9 @@ the number of groups. Value of element ``j`` of group ``g``::
     x = v * scale[g]                                   # float32
     x = v * float32(scale[g] * tensor_scale)          # NVFP4
 
-Every product above is exact in float32 for the built-in formats (a <=8-bit significand
-times a <=11-bit one), so ``dequantize`` is exact.
+With fp16, bf16, e4m3 and e8m0 scales every product above is exact in float32 (a <=8-bit
+significand times a <=11-bit one); with ``fp32`` scales and for NVFP4's combined scale
+``float32(scale * tensor_scale)`` the product is rounded once (float32 RNE).
 """
 from __future__ import annotations
 

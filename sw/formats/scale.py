@@ -8,7 +8,8 @@ name       bits  rounding of a float32 scale ``s``
 ``bf16``   16    bfloat16, round-half-even (``torch`` cast)
 ``e4m3``   8     OCP FP8 E4M3, round-half-even, subnormals kept
 ``e8m0``   8     OCP E8M0 power of two ``2^(c-127)``, nearest in the linear domain with
-                 ties up (ml_dtypes ``float8_e8m0fnu``); code 255 is NaN
+                 ties up (ml_dtypes ``float8_e8m0fnu``, except that ml_dtypes gives code 1
+                 for float32 subnormals in (2^-127, 1.5*2^-127)); code 255 is NaN
 =========  ====  =====================================================================
 
 :meth:`ScaleFormat.to_bits` gives the raw stored bits (the memory image),
