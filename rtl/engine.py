@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from sw import terms as T
 
 from .act_frontend import ActFrontEnd
-from .pe import BitSerialPE
+from .pe import BitSerialPE, ParallelPE
 from .rescale import Rescaler
 
 
@@ -61,8 +61,11 @@ class Engine(wiring.Component):
     start again with a command and the first beats of a tile.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, pe: str = "bitserial"):
+        if pe not in ("bitserial", "parallel"):
+            raise ValueError(f"pe={pe!r}; choose 'bitserial' or 'parallel' (the bit-parallel baseline)")
         self.cfg = cfg
+        self.pe_kind = pe
         R, L, B = cfg.rows, cfg.lanes, cfg.code_bits
         super().__init__({
             "cmd": In(stream.Signature(cmd_layout(cfg))),
@@ -97,7 +100,8 @@ class Engine(wiring.Component):
                              n_groups.eq(p.n_groups), g.eq(0), s.eq(0), t.eq(0)]
 
         # per-format constants
-        n_terms = Array(Const(T.terms(f), range(cfg.max_terms + 1)) for f in cfg.formats)[fmt]
+        terms_of = (lambda f: 1) if self.pe_kind == "parallel" else T.terms
+        n_terms = Array(Const(terms_of(f), range(cfg.max_terms + 1)) for f in cfg.formats)[fmt]
         unit = Array(Const(T.unit_exp(f), 4) for f in cfg.formats)[fmt]
         zp_off = Array(Const((1 << (T.code_bits(f) - 1)) if T.is_asym(f) else 0, B + 1)
                        for f in cfg.formats)[fmt]
@@ -137,7 +141,8 @@ class Engine(wiring.Component):
 
         pes = []
         for r in range(R):
-            pe = BitSerialPE(cfg.formats, L, cfg.act_bits, B, cfg.max_terms, cfg.shift_bits, cfg.psum_width)
+            pe_cls = ParallelPE if self.pe_kind == "parallel" else BitSerialPE
+            pe = pe_cls(cfg.formats, L, cfg.act_bits, B, cfg.max_terms, cfg.shift_bits, cfg.psum_width)
             m.submodules[f"pe{r}"] = pe
             pes.append(pe)
             m.d.comb += [

@@ -101,3 +101,64 @@ class BitSerialPE(wiring.Component):
             with m.Else():
                 m.d.sync += self.psum.eq(self.psum + tree)
         return m
+
+
+class ParallelPE(wiring.Component):
+    """Bit-parallel baseline row: ``lanes`` full multipliers, one weight per lane per cycle.
+
+    Same ports and contract as :class:`BitSerialPE` (``term`` is ignored: every weight takes
+    one cycle). Each lane looks up ``w_int`` of its code (a ROM per format generated from
+    ``sw.terms.int_value_table``, BitMoD selector included) and multiplies it with its
+    activation mantissa; the adder tree and the group register are the bit-serial PE's.
+    With ``formats=["int4"]`` and INT8 activations this is the INT8xINT4 bit-parallel MAC.
+    """
+
+    def __init__(self, formats, lanes: int, act_bits: int, code_bits: int, max_terms: int, shift_bits: int,
+                 psum_bits: int):
+        from sw import terms as T
+        self.formats = list(formats)
+        self.lanes, self.act_bits, self.code_bits, self.psum_bits = lanes, act_bits, code_bits, psum_bits
+        self.w_bits = max(T.max_abs_int(f) for f in self.formats).bit_length() + 1
+        super().__init__({
+            "mant": In(lanes * act_bits),
+            "codes": In(lanes * code_bits),
+            "fmt": In(range(max(2, len(self.formats)))),
+            "sel": In(2),
+            "term": In(range(max(2, max_terms))),
+            "en": In(1),
+            "first": In(1),
+            "psum": Out(signed(psum_bits)),
+        })
+
+    def elaborate(self, platform):
+        from sw import terms as T
+        m = Module()
+        prod_w = self.act_bits + self.w_bits
+        tree_w = prod_w + max(1, (self.lanes - 1).bit_length())
+        products = []
+        for lane in range(self.lanes):
+            code = self.codes[lane * self.code_bits:(lane + 1) * self.code_bits]
+            w = Signal(signed(self.w_bits), name=f"weight{lane}")
+            with m.Switch(self.fmt):
+                for i, f in enumerate(self.formats):
+                    table = T.int_value_table(f)
+                    bits = T.code_bits(f)
+                    with m.Case(i):
+                        with m.Switch(self.sel if table.shape[0] > 1 else 0):
+                            for s in range(table.shape[0]):
+                                with m.Case(s):
+                                    with m.Switch(code[:bits]):
+                                        for c in range(1 << bits):
+                                            with m.Case(c):
+                                                m.d.comb += w.eq(int(table[s, c]))
+            a = self.mant[lane * self.act_bits:(lane + 1) * self.act_bits].as_signed()
+            prod = Signal(signed(prod_w), name=f"product{lane}")
+            m.d.comb += prod.eq(a * w)
+            products.append(prod)
+        tree = adder_tree(m, products, tree_w, "tree")
+        with m.If(self.en):
+            with m.If(self.first):
+                m.d.sync += self.psum.eq(tree)
+            with m.Else():
+                m.d.sync += self.psum.eq(self.psum + tree)
+        return m

@@ -28,9 +28,9 @@ def quantize_for(cfg, fmt: str, O: int, K: int, scale_format: str, seed: int, ki
         w[0, :G] = 0.0                                  # an all-zero group
         if K >= 2 * G:
             w[0, G:2 * G] = torch.linspace(-1, 1, G)     # a ramp
-        w[-1, -G:] *= 1e3                               # a huge group
+        w[-1, -G:] *= 1e3                               # a huge group (large scale exponents)
         if O > 1:
-            w[1, :] *= 1e-3                             # tiny weights
+            w[1, :] *= 1e-5                             # tiny weights: subnormal fp16 scales
     return sw.quantize(w, fmt, group_size=cfg.group_size, scale_format=scale_format)
 
 
@@ -56,6 +56,11 @@ def case(cfg, fmt: str, scale_format: str, O: int, K: int, seed: int = 0, kind: 
     from rtl.engine import cmd_layout, meta_layout
 
     R, L, B, G = cfg.rows, cfg.lanes, cfg.code_bits, cfg.group_size
+    if fmt not in cfg.formats:
+        raise ValueError(f"format {fmt!r} is not one the engine's decoders were built with "
+                         f"(engine.formats = {list(cfg.formats)})")
+    if scale_format not in cfg.scale_formats:
+        raise ValueError(f"scale_format {scale_format!r} is not in engine.scale_formats = {list(cfg.scale_formats)}")
     q = quantize_for(cfg, fmt, O, K, scale_format, seed, kind)
     x = activations(cfg, K, seed, kind)
     y = D.gemv(q, x, fmt=fmt, act_mode=cfg.act_mode, act_bits=cfg.act_bits)

@@ -9,7 +9,8 @@ Runs, per simulator, the whole engine under cocotb against ``sw.datapath`` (bit 
 * ``throughput``: K = 4096 GEMVs with no stalls: cycles against the ideal
   ``outputs/R x K/L x terms``.
 
-Waveforms and logs stay under ``build/sim/``; the figures go to ``build/reports/sim.json``
+Waveforms (Icarus, FST: ``build/sim/engine_icarus/bitmix_engine.fst``) and logs stay under
+``build/sim/``; the figures go to ``build/reports/sim.json``
 and ``sim.md``.
 """
 from __future__ import annotations
@@ -65,7 +66,8 @@ def suite(cfg: EngineConfig, sim: str, root: Path, quick: bool = False, waves: b
     res = {}
     t0 = time.perf_counter()
     res["gemv"] = run_engine(cfg, gemv_cases(cfg, K, 2 * R + 1), sim, root / f"engine_{sim}", p_valid=0.7,
-                             p_ready=0.6, reset_case=True, waves=waves)
+                             p_ready=0.6, reset_case=True,
+                             waves=waves and sim == "icarus")
     int8 = dataclasses.replace(cfg, act_mode="int8", act_bits=max(8, min(cfg.act_bits, 16)), name=cfg.name + "_int8")
     res["int8"] = run_engine(int8, gemv_cases(int8, 1024, 2 * R + 1, seed=100, kinds=("random",)), sim,
                              root / f"engine_int8_{sim}", p_valid=0.8, p_ready=0.8, waves=False)

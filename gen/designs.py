@@ -1,0 +1,77 @@
+"""The designs that area reports and sweeps compare, each as a set of components.
+
+A :class:`Design` is priced *per row* (one output row of the engine: what one PE costs):
+``per_row`` says how many of each component one row needs (the activation front end is
+shared by the R rows, so it counts ``1/R``). ``macs_per_cycle`` is the steady-state
+throughput of one row per weight format. ``top`` builds the whole engine (for whole-design
+figures and FPGA place and route).
+
+Baselines (FP16 MAC, FP16xINT8, INT8xINT4 bit-parallel) live in ``gen/baselines.py`` and
+register the same way; the INT4-only bit-serial PE is this generator with one format.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sw import terms as T
+
+from .config import EngineConfig, load
+
+
+@dataclass
+class Design:
+    name: str
+    description: str
+    components: dict[str, Callable[[], object]]      # component name -> builder of a fresh component
+    per_row: dict[str, float]                        # component name -> count per row
+    macs_per_cycle: dict[str, float]                 # weight format -> MACs/cycle of one row
+    top: Callable[[], object] | None = None
+    params: dict = field(default_factory=dict)
+
+
+def engine_design(cfg: EngineConfig, name: str, description: str, pe: str = "bitserial") -> Design:
+    from rtl.act_frontend import ActFrontEnd
+    from rtl.decoder import TermDecoder
+    from rtl.engine import Engine, sum_bits
+    from rtl.pe import BitSerialPE, ParallelPE
+    from rtl.rescale import Rescaler
+
+    pe_cls = ParallelPE if pe == "parallel" else BitSerialPE
+    comps = {
+        "pe": lambda: pe_cls(cfg.formats, cfg.lanes, cfg.act_bits, cfg.code_bits, cfg.max_terms,
+                                  cfg.shift_bits, cfg.psum_width),
+        "decoder": lambda: TermDecoder(list(cfg.formats), cfg.max_terms, cfg.shift_bits, cfg.code_bits),
+        "rescaler": lambda: Rescaler(cfg.scale_formats, cfg.psum_width, sum_bits(cfg), cfg.code_bits + 2),
+        "act_frontend": lambda: ActFrontEnd(cfg.lanes, cfg.group_size, cfg.act_bits, cfg.act_mode),
+    }
+    # "decoder" is part of "pe" (lanes of them): reported for the breakdown, not added twice
+    per_row = {"pe": 1.0, "rescaler": 1.0, "act_frontend": 1.0 / cfg.rows}
+    if pe == "parallel":
+        del comps["decoder"]
+    macs = {f: cfg.lanes / (1 if pe == "parallel" else T.terms(f)) for f in cfg.formats}
+    return Design(name=name, description=description, components=comps, per_row=per_row, macs_per_cycle=macs,
+                  top=lambda: Engine(cfg, pe=pe), params={**cfg.to_dict(), "pe": pe})
+
+
+def default_designs(cfg: EngineConfig | None = None) -> list[Design]:
+    cfg = cfg or load()
+    int4 = dataclasses.replace(cfg, formats=("int4",), scale_formats=("fp16",), name="int4_only")
+    int8x4 = dataclasses.replace(cfg, formats=("int4",), scale_formats=("fp16",), act_mode="int8", act_bits=8,
+                                 psum_bits=0, name="int8xint4")
+    out = [
+        engine_design(cfg, "bitmix", f"bit-serial mixed-datatype PE, {len(cfg.formats)} formats "
+                      f"({', '.join(cfg.formats)}), {cfg.lanes} lanes"),
+        engine_design(int4, "bitmix_int4_only", f"the same generator with INT4 only (fp16 scales), "
+                      f"{cfg.lanes} lanes: prices the datatype flexibility"),
+        engine_design(int8x4, "int8xint4_parallel", f"INT8 activations x INT4 weights, bit-parallel: {cfg.lanes} "
+                      f"lanes of 8x4-bit multipliers (weights from a ROM, one per lane per cycle), the same adder "
+                      f"tree, exact integer group sum, the same fp16 per-group rescale and fp32 accumulation as "
+                      f"bitmix; the activation front end only sign-extends int8", pe="parallel"),
+    ]
+    try:
+        from .baselines import baseline_designs
+    except ImportError:
+        return out
+    return out + baseline_designs(cfg)
