@@ -20,7 +20,8 @@ consecutive inputs along K):
 5. **Conversion**: ``q = fp32_RNE(Q * 2^E)`` (IEEE binary32, round half to even, subnormals
    kept, overflow to ±inf).
 6. **Accumulation** across the groups of a row, in order: ``acc = +0.0`` then
-   ``acc = fp32_add_RNE(acc, q_g)``. The result of the row is ``acc`` (fp32).
+   ``acc = fp32_add_RNE(acc, q_g)``. The result of the row is ``acc`` (fp32); a NaN (only
+   from ``inf + -inf``, i.e. overflowing groups of both signs) is the canonical ``0x7FC00000``.
 
 Error bound against the float reference ``y_ref = sum_j deq(w_j) * x_j`` (float64, same
 quantized weights), held by ``tests/test_datapath.py``::
@@ -186,9 +187,19 @@ def gemv(q: QuantizedTensor, x, *, fmt: str | None = None, act_mode: str = "fp16
     acc = torch.zeros(q32.shape[0], dtype=torch.float32)
     for g in range(q32.shape[1]):
         acc = acc + q32[:, g]
+    acc = canonical_nan(acc)
     if trace:
         return GemvTrace(P=P, Q=Q, E=E, q32=q32, y=acc, act=act)
     return acc
+
+
+CANONICAL_NAN = 0x7FC00000
+
+
+def canonical_nan(y: torch.Tensor) -> torch.Tensor:
+    """NaN results (only from inf + -inf) as the IEEE canonical quiet NaN ``0x7FC00000``, as the RTL."""
+    nan = torch.tensor(CANONICAL_NAN, dtype=torch.int32).view(torch.float32)
+    return torch.where(torch.isnan(y), nan, y)
 
 
 def error_bound(q: QuantizedTensor, tr: GemvTrace, fmt: str | None = None) -> torch.Tensor:
