@@ -48,6 +48,7 @@ verilog: setup
 	$(PY) -m gen verilog $(CONFIG_ARG)
 
 sim: setup
+	$(PY) -m pytest -q tests/test_cocotb_units.py tests/test_cocotb_row.py
 	$(PY) -m verif.sim $(CONFIG_ARG)
 
 lint: setup
