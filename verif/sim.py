@@ -50,7 +50,7 @@ def gemv_cases(cfg: EngineConfig, K: int, O: int, seed: int = 0, formats=None, k
 
 def run_engine(cfg: EngineConfig, cases: list, sim: str, build_dir: Path, *, p_valid=1.0, p_ready=1.0,
                reset_case=False, waves=False, seed=1, verilog_text: str | None = None) -> list[dict]:
-    build_dir = Path(build_dir)
+    build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     report_path = build_dir / "report.json"
     vec = {"cases": cases, "p_valid": p_valid, "p_ready": p_ready, "seed": seed, "rows": cfg.rows,
