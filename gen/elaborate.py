@@ -99,7 +99,7 @@ def summary(cfg: EngineConfig, man: dict, seconds: float, out: Path) -> str:
     lines = [
         f"bitmix engine '{cfg.name}': {cfg.rows} rows x {cfg.lanes} lanes, G={cfg.group_size}, "
         f"act {cfg.act_mode} ({cfg.act_bits}-bit mantissas), psum {cfg.psum_width} bits",
-        "formats: " + ", ".join(f"{f['name']} ({f['terms']} terms)" for f in man["formats"]),
+        "formats: " + ", ".join(f"{f['name']} ({f['terms']} term{'s' if f['terms'] > 1 else ''})" for f in man["formats"]),
         "scale formats: " + ", ".join(cfg.scale_formats),
         f"ideal cycles per tile of K inputs: K/{cfg.lanes} x terms; rescale {cfg.rescale_cycles} cycles/group "
         f"(hidden when <= {cfg.min_group_cycles})",
