@@ -23,6 +23,29 @@ def adder_tree(m: Module, values: list, width: int, name: str):
     return values[0]
 
 
+def pe_signature(lanes, act_bits, code_bits, n_formats, max_terms, psum_bits) -> dict:
+    """The ports every row PE shares (see :class:`BitSerialPE`)."""
+    return {
+        "mant": In(lanes * act_bits),
+        "codes": In(lanes * code_bits),
+        "fmt": In(range(max(2, n_formats))),
+        "sel": In(2),
+        "term": In(range(max(2, max_terms))),
+        "en": In(1),
+        "first": In(1),
+        "psum": Out(signed(psum_bits)),
+    }
+
+
+def accumulate(m: Module, pe, tree) -> None:
+    """``psum <= tree`` on a group's first enabled cycle, ``psum <= psum + tree`` after."""
+    with m.If(pe.en):
+        with m.If(pe.first):
+            m.d.sync += pe.psum.eq(tree)
+        with m.Else():
+            m.d.sync += pe.psum.eq(pe.psum + tree)
+
+
 class BitSerialPE(wiring.Component):
     """One row of the engine: ``lanes`` term-serial multipliers, an adder tree, a group sum.
 
@@ -58,16 +81,7 @@ class BitSerialPE(wiring.Component):
         self.formats = list(formats)
         self.lanes, self.act_bits, self.code_bits = lanes, act_bits, code_bits
         self.max_terms, self.shift_bits, self.psum_bits = max_terms, shift_bits, psum_bits
-        super().__init__({
-            "mant": In(lanes * act_bits),
-            "codes": In(lanes * code_bits),
-            "fmt": In(range(max(2, len(self.formats)))),
-            "sel": In(2),
-            "term": In(range(max(2, max_terms))),
-            "en": In(1),
-            "first": In(1),
-            "psum": Out(signed(psum_bits)),
-        })
+        super().__init__(pe_signature(lanes, act_bits, code_bits, len(self.formats), max_terms, psum_bits))
 
     def elaborate(self, platform):
         m = Module()
@@ -94,12 +108,7 @@ class BitSerialPE(wiring.Component):
             with m.Else():
                 m.d.comb += prod.eq(shifted)
             products.append(prod)
-        tree = adder_tree(m, products, tree_w, "tree")
-        with m.If(self.en):
-            with m.If(self.first):
-                m.d.sync += self.psum.eq(tree)
-            with m.Else():
-                m.d.sync += self.psum.eq(self.psum + tree)
+        accumulate(m, self, adder_tree(m, products, tree_w, "tree"))
         return m
 
 
@@ -119,16 +128,7 @@ class ParallelPE(wiring.Component):
         self.formats = list(formats)
         self.lanes, self.act_bits, self.code_bits, self.psum_bits = lanes, act_bits, code_bits, psum_bits
         self.w_bits = max(T.max_abs_int(f) for f in self.formats).bit_length() + 1
-        super().__init__({
-            "mant": In(lanes * act_bits),
-            "codes": In(lanes * code_bits),
-            "fmt": In(range(max(2, len(self.formats)))),
-            "sel": In(2),
-            "term": In(range(max(2, max_terms))),
-            "en": In(1),
-            "first": In(1),
-            "psum": Out(signed(psum_bits)),
-        })
+        super().__init__(pe_signature(lanes, act_bits, code_bits, len(self.formats), max_terms, psum_bits))
 
     def elaborate(self, platform):
         from sw import terms as T
@@ -155,10 +155,5 @@ class ParallelPE(wiring.Component):
             prod = Signal(signed(prod_w), name=f"product{lane}")
             m.d.comb += prod.eq(a * w)
             products.append(prod)
-        tree = adder_tree(m, products, tree_w, "tree")
-        with m.If(self.en):
-            with m.If(self.first):
-                m.d.sync += self.psum.eq(tree)
-            with m.Else():
-                m.d.sync += self.psum.eq(self.psum + tree)
+        accumulate(m, self, adder_tree(m, products, tree_w, "tree"))
         return m
