@@ -1,0 +1,290 @@
+"""FP16xFP16 MAC and FP16xINT8 bit-parallel baselines: golden models and cocotb runs.
+
+* ``sw.baselines`` golden models: hand-checked examples (reduction order, dequantization
+  tie), an independent scalar (numpy float32) model, the documented error bounds against the
+  float64 references on 4096-wide layers, input checks;
+* the RTL (``rtl.baselines``) under cocotb through the engine's own testbench
+  (``verif/test_engine.py``) on Icarus and Verilator: random, corner and IEEE-special data,
+  random stalls on every stream, back-pressure, a reset in the middle of a first GEMV; a
+  no-stall run checks the documented cycle count; the default 4 x 8 config on Icarus;
+* the interface is the engine's: same streams, same field order, only the code width differs.
+"""
+import dataclasses
+import functools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import sw
+from gen.config import load
+from sw import baselines as SB
+
+
+def _checked_only(component):
+    """Built only to inspect its signature: silence Amaranth's UnusedElaboratable warning."""
+    component._MustUse__silence = True
+    return component
+
+
+def small_cfg():
+    return dataclasses.replace(load(), rows=2, lanes=4, group_size=32, max_groups=32, name="small")
+
+
+# =========================================================================== golden models
+def test_fp16_mac_reduction_order_hand_checked():
+    # products 2^24, 1, 1, 1: the order of the fp32 additions decides the result
+    w = torch.tensor([[4096.0, 1, 1, 1]], dtype=torch.float16)
+    x = torch.tensor([4096.0, 1, 1, 1], dtype=torch.float16)
+    assert SB.reference_fp16(w, x).item() == 16777219.0
+    assert SB.fp16_mac_gemv(w, x, 1).item() == 16777216.0     # ((2^24 + 1) + 1) + 1: each tie to even
+    assert SB.fp16_mac_gemv(w, x, 2).item() == 16777218.0     # lanes (2^24 + 1 = 2^24), (1 + 1); then 2^24 + 2
+    assert SB.fp16_mac_gemv(w, x, 4).item() == 16777218.0     # tree (2^24 + 1), (1 + 1) -> 2^24 + 2
+    w3 = w[:, :3].contiguous()
+    x3 = x[:3].contiguous()
+    assert SB.fp16_mac_gemv(w3, x3, 3).item() == 16777216.0   # n=3, h=2: (2^24 + 1), 1 -> 2^24 + 1 -> 2^24
+
+
+def test_fp16_mac_specials_hand_checked():
+    inf, nan = float("inf"), float("nan")
+    w = torch.tensor([[inf, 1], [inf, -inf], [nan, 0], [-0.0, -0.0], [65504, 65504]], dtype=torch.float16)
+    x = torch.tensor([1.0, 2.0], dtype=torch.float16)
+    y = SB.fp16_mac_gemv(w, x, 2)
+    bits = (y.view(torch.int32).to(torch.int64) & 0xFFFFFFFF).tolist()
+    assert bits == [0x7F800000, SB.FP32_QNAN, SB.FP32_QNAN, 0x00000000, 0x483FE800]   # -0 * 1 + -0 * 2 from +0: +0
+    assert y[4].item() == 65504.0 * 3                             # max fp16 weights
+
+
+def _int8_q(codes, scale, group_size):
+    w = torch.ones(1, len(codes))
+    q = sw.quantize(w, "int8", group_size=group_size)
+    q.codes = torch.tensor([[c & 0xFF for c in codes]], dtype=torch.uint8)
+    q.scales = torch.full((1, len(codes) // group_size), scale, dtype=torch.float32)
+    return q
+
+
+def test_fp16_int8_hand_checked():
+    s = float(torch.tensor(0.1, dtype=torch.float16))            # 0.0999755859375
+    q = _int8_q([3, -1, 127, 0], s, 4)
+    w16 = SB.dequantize_int8_fp16(q)
+    # 3s = 0.2999267578125 is a tie between fp16 neighbours: to even 0.2998046875;
+    # 127s = 12.6968994140625 rounds to 12.6953125 (ulp 2^-7)
+    assert w16.tolist() == [[0.2998046875, -0.0999755859375, 12.6953125, 0.0]]
+    x = torch.ones(4, dtype=torch.float16)
+    assert SB.fp16_int8_gemv(q, x, 4).item() == 0.2998046875 + 12.6953125 - 0.0999755859375
+    assert SB.reference_int8(q, x).item() == 129 * s
+
+
+def _scalar_model(w16: np.ndarray, x16: np.ndarray, lanes: int) -> np.ndarray:
+    """Independent loop model with numpy float32 scalars (the docstring's steps 2-5)."""
+    O, K = w16.shape
+    out = np.zeros(O, dtype=np.float32)
+    with np.errstate(all="ignore"):
+        for o in range(O):
+            acc = [np.float32(0.0)] * lanes
+            for k in range(K):
+                acc[k % lanes] = np.float32(acc[k % lanes] + np.float32(w16[o, k]) * np.float32(x16[k]))
+            n = lanes
+            while n > 1:
+                h = (n + 1) // 2
+                for l in range(n - h):
+                    acc[l] = np.float32(acc[l] + acc[l + h])
+                n = h
+            out[o] = acc[0]
+    return out
+
+
+def _same_bits(a: torch.Tensor, b: np.ndarray) -> bool:
+    b = torch.from_numpy(b)
+    b = torch.where(torch.isnan(b), torch.tensor(SB.FP32_QNAN, dtype=torch.int32).view(torch.float32), b)
+    return torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
+@pytest.mark.parametrize("lanes", [1, 3, 4, 8])
+def test_golden_equals_scalar_model(lanes):
+    g = torch.Generator().manual_seed(lanes)
+    K = 24 * lanes
+    w = (torch.randn(6, K, generator=g) * torch.exp(3 * torch.randn(6, K, generator=g))).clamp(-6e4, 6e4).half()
+    x = (torch.randn(K, generator=g) * torch.exp(3 * torch.randn(K, generator=g))).clamp(-6e4, 6e4).half()
+    w[0, 1], w[1, 2], x[5] = float("inf"), float("nan"), -0.0
+    assert _same_bits(SB.fp16_mac_gemv(w, x, lanes), _scalar_model(w.numpy(), x.numpy(), lanes))
+    q = sw.quantize(torch.randn(6, K, generator=g) * 100, "int8", group_size=K // 2)
+    w16 = SB.dequantize_int8_fp16(q)
+    assert _same_bits(SB.fp16_int8_gemv(q, x, lanes), _scalar_model(w16.numpy(), x.numpy(), lanes))
+
+
+def test_error_bounds_hold_on_4096_wide_layers():
+    g = torch.Generator().manual_seed(11)
+    O, K, L = 64, 4096, 8
+    w = (torch.randn(O, K, generator=g) * torch.exp(torch.randn(O, 1, generator=g))).half()
+    x = (torch.randn(K, generator=g) * torch.exp(2 * torch.randn(K, generator=g))).clamp(-6e4, 6e4).half()
+    y, ref, bound = SB.fp16_mac_gemv(w, x, L), SB.reference_fp16(w, x), SB.error_bound_fp16(w, x, L)
+    err = (y.double() - ref).abs()
+    assert torch.all(err <= bound), (err / bound).max()
+    absp = (w.double().abs() * x.double().abs()).sum(-1)
+    assert torch.all(bound <= 1e-4 * absp)                       # the bound is not vacuous
+    assert (err / bound).max() < 0.5
+    q = sw.quantize(torch.randn(O, K, generator=g) * torch.exp(torch.randn(O, 1, generator=g)), "int8",
+                    group_size=128)
+    y, ref, bound = SB.fp16_int8_gemv(q, x, L), SB.reference_int8(q, x), SB.error_bound_int8(q, x, L)
+    err = (y.double() - ref).abs()
+    assert torch.all(err <= bound), (err / bound).max()
+    assert (err / bound).max() < 0.5
+    # the dequantization rounding dominates (fp16 weights are ~11-bit accurate): the bound is
+    # about 2^-11 of sum |c s x|, not vacuous
+    abs_qx = (SB.int8_codes(q).double() * q.scales.double().repeat_interleave(128, 1)).abs() @ x.double().abs()
+    assert err.max() > 0 and torch.all(bound <= 2.0 ** -10 * abs_qx)
+
+
+@pytest.mark.parametrize("lanes", [3, 4, 8, 16])
+def test_reduction_order_is_observable(lanes):
+    """The corners case has a row where a sequential lane reduction gives other bits, so the
+    cocotb runs check the documented order; random 1024-wide layers differ too."""
+    from verif.baseline_vectors import fp16_operands, sequential_reduce as _sequential_reduce
+
+    cfg = dataclasses.replace(load(), rows=2, lanes=lanes, group_size=8 * lanes, name="order")
+    w, x = fp16_operands(cfg, 5, 16 * lanes, seed=1, kind="corners")
+    p = w.float() * x.float()
+    assert SB.lane_reduce(p, lanes)[3].item() != _sequential_reduce(p, lanes)[3].item()
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(64, 96 * lanes, generator=g).half()
+    x = torch.randn(96 * lanes, generator=g).half()
+    p = w.float() * x.float()
+    assert not torch.equal(SB.lane_reduce(p, lanes), _sequential_reduce(p, lanes))
+
+
+def test_golden_input_checks():
+    x = torch.ones(8, dtype=torch.float16)
+    with pytest.raises(TypeError, match="float16"):
+        SB.fp16_mac_gemv(torch.ones(2, 8), x, 4)
+    with pytest.raises(ValueError, match="multiple of lanes"):
+        SB.fp16_mac_gemv(torch.ones(2, 8, dtype=torch.float16), x, 3)
+    with pytest.raises(ValueError, match="int8"):
+        SB.fp16_int8_gemv(sw.quantize(torch.randn(2, 8), "int4", group_size=4), x, 4)
+    with pytest.raises(ValueError, match="fp16 group scales"):
+        SB.fp16_int8_gemv(sw.quantize(torch.randn(2, 8), "int8", group_size=4, scale_format="bf16"), x, 4)
+
+
+# =========================================================================== interface
+def test_interface_is_the_engines():
+    from amaranth.hdl import Shape
+
+    from rtl.baselines import Fp16Int8Engine, Fp16MacEngine, baseline_meta_layout
+    from rtl.engine import Engine, meta_layout
+
+    cfg = load()
+    R, L = cfg.rows, cfg.lanes
+    ref = _checked_only(Engine(cfg)).signature.members
+    widths = {}
+    for E, B in ((Fp16MacEngine, 16), (Fp16Int8Engine, 8)):
+        mem = _checked_only(E(cfg)).signature.members
+        assert list(mem) == list(ref)
+        for name in ("cmd", "act", "res"):
+            assert mem[name] == ref[name], name
+        assert Shape.cast(mem["wgt"].signature.members["payload"].shape).width == R * L * B
+        meta = mem["meta"].signature.members["payload"].shape
+        assert meta.length == R                                                  # same names, order, offsets
+        assert [(n, f.offset) for n, f in meta.elem_shape] == [(n, f.offset) for n, f in meta_layout(cfg)]
+        assert [(n, f.width) for n, f in baseline_meta_layout(B)] == [("scale", 16), ("sel", 2), ("zp", B)]
+        widths[E.__name__] = {n: Shape.cast(mem[n].signature.members["payload"].shape).width
+                              for n in ("cmd", "act", "wgt", "meta", "res")}
+    assert widths == {"Fp16MacEngine": {"cmd": 13, "act": 128, "wgt": 512, "meta": 136, "res": 128},
+                      "Fp16Int8Engine": {"cmd": 13, "act": 128, "wgt": 256, "meta": 104, "res": 128}}
+
+
+def test_designs_registry():
+    from gen.baselines import baseline_designs
+    from gen.designs import default_designs
+
+    cfg = load()
+    ds = baseline_designs(cfg)
+    assert [d.name for d in ds] == ["fp16xfp16_mac", "fp16xint8_parallel"]
+    assert ds[0].macs_per_cycle == {"fp16": 8.0} and ds[1].macs_per_cycle == {"int8": 8.0}
+    for d in ds:
+        assert set(d.per_row) <= set(d.components) and d.per_row == {"pe": 1.0}
+        assert _checked_only(d.components["pe"]()).lanes == cfg.lanes
+        assert _checked_only(d.top()).cfg is cfg
+        assert "halving tree" in d.description and "3 cycles" in d.description
+    assert {"fp16xfp16_mac", "fp16xint8_parallel"} <= {d.name for d in default_designs(cfg)}
+
+
+# =========================================================================== cocotb
+@functools.lru_cache(maxsize=None)
+def _verilog(kind: str, cfg, sim: str) -> str:
+    from amaranth.back import verilog
+
+    from rtl.baselines import Fp16Int8Engine, Fp16MacEngine
+    from verif.comb_kick import kick
+
+    top = {"fp16": Fp16MacEngine, "int8": Fp16Int8Engine}[kind](cfg)
+    v = verilog.convert(top, name="bitmix_engine", emit_src=False)
+    return kick(v) if sim == "icarus" else v
+
+
+def _cases(kind, cfg, K, O, seed, specials=True):
+    from verif.baseline_vectors import fp16_case, int8_case
+
+    if kind == "fp16":
+        out = [fp16_case(cfg, O, K, seed, "random"), fp16_case(cfg, O, K // 2, seed + 1, "corners")]
+        if specials:
+            out.append(fp16_case(cfg, O, cfg.group_size * max(2, -(-16 // cfg.group_size)), seed + 2, "specials"))
+        return out
+    return [int8_case(cfg, O, K, seed, "random"), int8_case(cfg, O, K // 2, seed + 1, "corners")]
+
+
+@pytest.mark.parametrize("kind", ["fp16", "int8"])
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_baseline_with_stalls_and_reset(kind, sim, sim_build_dir):
+    from verif.sim import run_engine
+
+    cfg = small_cfg()
+    cases = _cases(kind, cfg, 512, 2 * cfg.rows + 1, seed=10)
+    report = run_engine(cfg, cases, sim, sim_build_dir, p_valid=0.7, p_ready=0.6, reset_case=True,
+                        verilog_text=_verilog(kind, cfg, sim))
+    assert [r["mismatches"] for r in report] == [0] * len(cases)
+
+
+@pytest.mark.parametrize("kind", ["fp16", "int8"])
+def test_baseline_cycle_count_without_stalls(kind, sim_build_dir):
+    from verif.baseline_vectors import fp16_case, int8_case
+    from verif.sim import run_engine
+
+    cfg = small_cfg()
+    K, O = 256, 3 * cfg.rows
+    c = (fp16_case if kind == "fp16" else int8_case)(cfg, O, K, seed=20)
+    report = run_engine(cfg, [c], "icarus", sim_build_dir, verilog_text=_verilog(kind, cfg, "icarus"))
+    tiles = math.ceil(O / cfg.rows)
+    assert report[0]["mismatches"] == 0
+    # per tile K/L MAC cycles + ceil(log2 L) reduction cycles + 1 command cycle; +2 testbench
+    # cycles (the drivers present the first beats one edge after the count starts, and the
+    # count ends one past the edge that moves the last result)
+    assert report[0]["cycles"] == tiles * SB.tile_cycles(K, cfg.lanes) + 2, report
+
+
+@pytest.mark.parametrize("kind", ["fp16", "int8"])
+def test_baseline_default_config(kind, sim_build_dir):
+    """The default 4 rows x 8 lanes, K = 1024, more outputs than rows (Icarus)."""
+    from verif.sim import run_engine
+
+    cfg = load()
+    cases = _cases(kind, cfg, 1024, 2 * cfg.rows + 1, seed=30, specials=False)
+    report = run_engine(cfg, cases, "icarus", sim_build_dir, p_valid=0.8, p_ready=0.7, reset_case=True,
+                        verilog_text=_verilog(kind, cfg, "icarus"))
+    assert [r["mismatches"] for r in report] == [0] * len(cases)
+
+
+@pytest.mark.parametrize("kind,rows,lanes,group_size", [
+    ("fp16", 1, 1, 4),      # one lane: no reduction level, the last MAC step writes the result
+    ("int8", 3, 3, 6),      # three lanes: a non-power-of-two tree (n=3 -> 2 -> 1)
+    ("int8", 2, 4, 4),      # one step per group: a meta beat with every weight beat
+    ("fp16", 2, 2, 2),
+])
+def test_baseline_odd_shapes(kind, rows, lanes, group_size, sim_build_dir):
+    from verif.sim import run_engine
+
+    cfg = dataclasses.replace(load(), rows=rows, lanes=lanes, group_size=group_size, max_groups=16, name="odd")
+    cases = _cases(kind, cfg, 16 * group_size, 2 * rows + 1, seed=40)
+    report = run_engine(cfg, cases, "icarus", sim_build_dir, p_valid=0.7, p_ready=0.5, reset_case=True,
+                        verilog_text=_verilog(kind, cfg, "icarus"))
+    assert [r["mismatches"] for r in report] == [0] * len(cases)
