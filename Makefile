@@ -10,12 +10,14 @@ PYTEST_ARGS ?=
 CONFIG ?=
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: help setup system verilog sim lint test bench clean
+.PHONY: help setup system verilog sim lint area sweep test bench clean
 
 help:
 	@echo "make verilog - elaborate the engine (embedded default config, or CONFIG=file.toml) into build/verilog"
 	@echo "make sim    - cocotb testbenches of the engine on Icarus and Verilator; waveforms in build/sim"
 	@echo "make lint   - yosys synth + check -assert + latch scan, verilator -Wall lint, on every component"
+	@echo "make area   - area/timing report (yosys GE, transistors, depth; ECP5 LUT/FF/Fmax) of the engine and baselines"
+	@echo "make sweep  - lanes x rows x format sets sweep, Pareto plot (build/reports/sweep.*)"
 	@echo "make test   - bootstrap (.venv with pinned packages, system tools) and run every test"
 	@echo "make bench  - measure quantizer throughput on a 4096x4096 fp16 matrix (build/reports/)"
 	@echo "make setup  - only the bootstrap"
@@ -53,6 +55,12 @@ sim: setup
 
 lint: setup
 	$(PY) -m gen hygiene $(CONFIG_ARG)
+
+area: setup
+	$(PY) -m gen area $(CONFIG_ARG)
+
+sweep: setup
+	$(PY) -m gen sweep $(CONFIG_ARG)
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

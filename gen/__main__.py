@@ -22,8 +22,17 @@ def main(argv=None) -> int:
                        "verilator --lint-only -Wall (waivers: gen/lint_waivers.vlt) on every component")
     h.add_argument("--config", "-c")
     h.add_argument("--out", "-o", default="build/verilog")
+    from . import report, sweep
+    report.parser(sub.add_parser("area", help="area/timing report of every design and baseline "
+                                 "(build/reports/area.{json,md,png})"))
+    sweep.parser(sub.add_parser("sweep", help="sweep lanes, rows and format sets: a Pareto plot of "
+                                "throughput per area against flexibility"))
     args = ap.parse_args(argv)
     try:
+        if args.verb == "area":
+            return report.run_args(args)
+        if args.verb == "sweep":
+            return sweep.run_args(args)
         if args.verb == "default-config":
             print(DEFAULT_TOML, end="")
             return 0

@@ -1,0 +1,204 @@
+"""The synthesis flows of gen/area.py, the report (gen/report.py) and the sweep (gen/sweep.py),
+on tiny designs. Hand-checkable facts only: figures of real designs are measured by
+``make area`` / ``make sweep`` and written down, never asserted here."""
+
+import json
+import re
+
+import pytest
+from amaranth import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from gen import area as A
+
+NAND_V = "module nand_top(input a, input b, output y);\n  assign y = ~(a & b);\nendmodule\n"
+INV_V = "module inv_top(input a, output y);\n  assign y = ~a;\nendmodule\n"
+DFF_V = "module dff_top(input clk, input d, output reg q);\n  always @(posedge clk) q <= d;\nendmodule\n"
+AND8_V = "module and8_top(input [7:0] a, output y);\n  assign y = &a;\nendmodule\n"
+
+
+def lib_areas() -> dict[str, float]:
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(r"cell \((\w+)\) \{\s*area : ([0-9.]+);", A.LIBERTY.read_text())}
+
+
+@pytest.fixture(scope="module")
+def tools():
+    """Warm the YoWASP caches once (the first run ever compiles the WebAssembly: ~50 s)."""
+    v = A.tool_versions()
+    assert v["yosys"].startswith("Yosys 0.70"), v
+    assert "nextpnr-0.11.1" in v["nextpnr-ecp5"], v
+    return v
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / f"{name}.v"
+    p.write_text(text)
+    return p
+
+
+class Adder4(wiring.Component):
+    a: In(4)
+    b: In(4)
+    s: Out(5)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.s.eq(self.a + self.b)
+        return m
+
+
+class Acc4(wiring.Component):
+    x: In(4)
+    en: In(1)
+    acc: Out(8)
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.If(self.en):
+            m.d.sync += self.acc.eq(self.acc + self.x)
+        return m
+
+
+def test_liberty_is_the_documented_table():
+    areas = lib_areas()
+    assert areas["NAND2"] == 1.0 and areas["NOR2"] == 1.0 and areas["BUF"] == 1.0
+    assert areas["INV"] == pytest.approx(0.532 / 0.798, abs=1e-4)
+    assert areas["XOR2"] == pytest.approx(1.596 / 0.798) and areas["XNOR2"] == pytest.approx(2.0)
+    assert areas["MUX2"] == pytest.approx(1.862 / 0.798, abs=1e-4)
+    assert areas["DFF"] == pytest.approx(4.522 / 0.798, abs=1e-4)
+    for cell in ("INV", "BUF", "NAND2", "NOR2", "AND2", "OR2", "XOR2", "XNOR2", "AOI21", "OAI21", "MUX2", "DFF"):
+        assert cell in areas
+        assert re.search(rf"^ \* +{cell} ", A.LIBERTY.read_text(), re.M), f"{cell} is not documented"
+
+
+def test_single_gates_give_the_liberty_areas(tools, tmp_path):
+    areas = lib_areas()
+    nand = A.asic_metrics(write(tmp_path, "nand_top", NAND_V), "nand_top")
+    assert nand["ge"]["by_type"] == {"NAND2": 1}
+    assert nand["ge"]["ge"] == pytest.approx(areas["NAND2"])
+    assert nand["ge"]["seq_ge"] == 0
+    assert nand["transistors"] == 4 and isinstance(nand["transistors"], int)
+    assert not nand["transistors_incomplete"]
+    assert nand["depth"] == 1
+    assert nand["generic"]["cells"] == 1
+
+    inv = A.asic_metrics(write(tmp_path, "inv_top", INV_V), "inv_top")
+    assert inv["ge"]["by_type"] == {"INV": 1}
+    assert inv["ge"]["ge"] == pytest.approx(areas["INV"])
+    assert inv["transistors"] == 2
+
+    dff = A.asic_metrics(write(tmp_path, "dff_top", DFF_V), "dff_top")
+    assert dff["ge"]["by_type"] == {"DFF": 1}
+    assert dff["ge"]["ge"] == pytest.approx(areas["DFF"]) == pytest.approx(dff["ge"]["seq_ge"])
+    assert dff["ge"]["ff_bits"] == 1 and dff["generic"]["ff_bits"] == 1
+    assert dff["transistors"] == 16          # yosys' CMOS table: 16 per D flip-flop
+    assert dff["depth"] == 0
+
+
+def test_single_flow_functions(tools, tmp_path):
+    p = write(tmp_path, "and8_top", AND8_V)
+    s = A.synth_stats(p, "and8_top")
+    assert isinstance(s["cells"], int) and s["cells"] > 0 and all(k.startswith("$_") for k in s["by_type"])
+    g = A.area_ge(p, "and8_top")
+    assert g["ge"] > 0 and g["cells"] == sum(g["by_type"].values())
+    t = A.transistors(p, "and8_top")
+    assert isinstance(t, int) and t > 0
+    d = A.logic_depth(p, "and8_top")
+    assert 3 <= d <= 7           # 8 inputs through 2-input cells: at least log2(8) levels
+
+
+def test_emitted_component_and_wrapper(tools, tmp_path):
+    p = A.emit_component(Acc4(), "acc4", tmp_path)
+    assert p == tmp_path / "acc4.v" and "module acc4" in p.read_text()
+    ports = {n: (d, w) for d, n, w in A.module_ports(p, "acc4")}
+    assert ports["x"] == ("input", 4) and ports["acc"] == ("output", 8) and ports["clk"] == ("input", 1)
+    w, wname, bits = A.write_register_wrapper(p, "acc4")
+    assert wname == "acc4__regwrap" and bits == 4 + 1 + 8 + 1      # x, en, acc, rst
+    m = A.asic_metrics(p, "acc4")
+    assert m["ge"]["ff_bits"] == 8 and m["generic"]["ff_bits"] == 8
+    assert m["ge"]["seq_ge"] == pytest.approx(8 * lib_areas()["DFF"])
+    assert m["transistors"] > 16 * 8 and m["depth"] > 0
+
+
+def test_ecp5_place_and_route(tools, tmp_path):
+    p = A.emit_component(Acc4(), "acc4", tmp_path)
+    r = A.fpga_ecp5(p, "acc4")
+    assert r["ff"] == 8                       # the component's own flip-flops, not the wrapper's
+    assert r["wrapper_ff"] == 14 and r["pnr_ff"] == 8 + 14
+    assert r["lut4"] + r["ccu2c"] > 0 and r["lut4_equiv"] == r["lut4"] + 2 * r["ccu2c"]
+    assert isinstance(r["fmax_mhz"], float) and r["fmax_mhz"] > 0
+    comb = A.emit_component(Adder4(), "add4", tmp_path)        # no clock of its own: the wrapper adds one
+    r = A.fpga_ecp5(comb, "add4", place=False)
+    assert r["ff"] == 0 and r["wrapper_ff"] == 4 + 4 + 5
+
+
+def test_cache_hits_on_same_verilog(tools, tmp_path):
+    p = write(tmp_path, "nand_top", NAND_V)
+    cache = A.Cache(tmp_path / "cache")
+    first = A.cached(cache, p, "nand_top", "asic", {"parts": ["ge"]}, lambda: A.asic_metrics(p, "nand_top", ["ge"]))
+    again = A.cached(cache, p, "nand_top", "asic", {"parts": ["ge"]}, lambda: pytest.fail("not cached"))
+    assert not first["cached"] and again["cached"] and again["ge"] == first["ge"]
+    p.write_text(NAND_V.replace("~(a & b)", "~(a | b)"))
+    assert cache.get(cache.key(p, "nand_top", "asic", {"parts": ["ge"]})) is None
+
+
+def test_report_on_tiny_designs(tools, tmp_path):
+    from gen import report
+    from gen.designs import Design
+
+    d1 = Design(name="tiny_a", description="an adder and half an accumulator per row",
+                components={"add": Adder4, "acc": Acc4}, per_row={"add": 1.0, "acc": 0.5},
+                macs_per_cycle={"int4": 2.0, "int8": 1.0}, top=Acc4, params={"rows": 2})
+    d2 = Design(name="tiny_b", description="one adder per row", components={"add": Adder4},
+                per_row={"add": 1.0}, macs_per_cycle={"int4": 1.0}, top=None, params={})
+    rep = report.build([d1, d2], {"name": "test"}, tmp_path / "work", tmp_path / "out", fpga=True, top=True,
+                       top_fpga=False, progress=False, log=lambda *a: None)
+    out = tmp_path / "out"
+    for f in ("area.json", "area.md", "area_ge_per_row.png", "area_macs_per_kge.png", "area_ecp5_per_row.png"):
+        assert (out / f).stat().st_size > 0, f
+    data = json.loads((out / "area.json").read_text())
+    assert {"generated", "tools", "flow", "config", "options", "designs", "timings", "plots"} <= set(data)
+    assert data["tools"]["yosys"].startswith("Yosys 0.70")
+    assert not report.failures(data)
+    a = data["designs"][0]
+    assert a["name"] == "tiny_a" and a["format_4bit"] == "int4"
+    ge = {c: a["components"][c]["metrics"]["ge"] for c in ("add", "acc")}
+    assert a["row"]["ge"] == pytest.approx(ge["add"] + 0.5 * ge["acc"], abs=1e-3)
+    assert a["row"]["ff"] == 4                               # half of the accumulator's 8 flip-flops
+    assert a["efficiency"]["int4"]["macs_per_cycle_per_kge"] == pytest.approx(2.0 / (a["row"]["ge"] / 1000),
+                                                                              rel=1e-3)
+    assert a["top"]["metrics"]["ge"] == pytest.approx(a["components"]["acc"]["metrics"]["ge"])
+    assert "skipped" in a["top"]["note"]
+    assert "top" not in data["designs"][1]
+    md = (out / "area.md").read_text()
+    for name in ("tiny_a", "tiny_b", "an adder and half an accumulator per row", "Yosys 0.70", "## Per row"):
+        assert name in md
+    # the second run reads every result from the cache
+    rep2 = report.build([d1, d2], {"name": "test"}, tmp_path / "work", tmp_path / "out", fpga=True, top=True,
+                        top_fpga=False, progress=False, log=lambda *a: None)
+    assert rep2["timings"]["cached_runs"] == rep2["timings"]["runs"] == rep["timings"]["runs"]
+
+
+def test_pareto():
+    from gen.sweep import pareto
+    pts = [{"x": 1, "y": 3.0}, {"x": 2, "y": 2.0}, {"x": 2, "y": 1.0}, {"x": 4, "y": 2.0}, {"x": 1, "y": None}]
+    assert pareto(pts, "x", "y") == [0, 3]
+
+
+def test_sweep_on_a_tiny_engine(tools, tmp_path):
+    from gen.config import EngineConfig
+    from gen.sweep import run
+    cfg = EngineConfig(rows=1, lanes=2, group_size=8, formats=("int4",), scale_formats=("fp16",), name="tiny")
+    rep = run(cfg, lanes=(2,), rows=(1, 2), set_names=["int4"], work=tmp_path / "work", out=tmp_path / "out",
+              progress=False, log=lambda *a: None)
+    for f in ("sweep.json", "sweep.md", "sweep_pareto.png"):
+        assert (tmp_path / "out" / f).stat().st_size > 0
+    p1, p2 = sorted(rep["points"], key=lambda p: p["rows"])
+    c = p1["components"]
+    assert p1["ge_per_row"] == pytest.approx(c["pe"]["ge"] + c["rescaler"]["ge"] + c["act_frontend"]["ge"], abs=0.01)
+    assert p2["ge_per_row"] == pytest.approx(c["pe"]["ge"] + c["rescaler"]["ge"] + c["act_frontend"]["ge"] / 2,
+                                             abs=0.01)
+    assert p1["macs_per_cycle_4bit"] == 1.0                  # 2 lanes, INT4 = 2 terms
+    assert p2["pareto"] and not p1["pareto"]
