@@ -34,7 +34,7 @@ from . import area as A
 ROOT = Path(__file__).resolve().parent.parent
 ADDITIVE_ASIC = {"cells": ("generic", "cells"), "ge": ("ge", "ge"), "seq_ge": ("ge", "seq_ge"),
                  "transistors": (None, "transistors"), "ff_bits": ("ge", "ff_bits")}
-ADDITIVE_FPGA = ("lut4", "ff", "ccu2c", "lut4_equiv", "dp16kd", "mult18x18d", "pfumx", "l6mux21")
+ADDITIVE_FPGA = ("lut4", "ff", "ccu2c", "lut4_equiv", "dp16kd", "dpr16x4", "mult18x18d", "pfumx", "l6mux21")
 
 
 # ---------------------------------------------------------------------------------- job runner
@@ -62,17 +62,31 @@ def run_jobs(jobs: list[Job], cache: A.Cache | None, workers: int = 2, desc: str
              progress: bool = True) -> dict:
     """Run ``jobs`` (at most ``workers`` tool processes at once, longest first) with a tqdm bar.
     Returns ``{job.key: result}``; a failed job gives ``{"error": message}`` (``"timeout": True``
-    when it ran out of time)."""
+    when it ran out of time; such a result is cached as well and reused while the limit is not raised)."""
     from tqdm import tqdm
 
     def one(job: Job) -> dict:
         t0 = time.perf_counter()
-        try:
-            out = A.cached(cache, job.path, job.top, job.flow, job.options, job.run)
-        except A.ToolTimeout as e:
-            out = {"error": str(e), "timeout": True}
-        except Exception as e:      # a tool failure is a result to report, not a crash of the report
-            out = {"error": f"{type(e).__name__}: {e}"}
+        key = cache.key(job.path, job.top, job.flow, job.options) if cache is not None else None
+        hit = cache.get(key) if cache is not None else None
+        if hit is not None and hit.get("timeout") and (job.timeout is None or (hit.get("timeout_s") or 0) < job.timeout):
+            hit = None          # timed out before, but now it may have longer
+        if hit is not None:
+            out = dict(hit)
+            out["cached"] = True
+        else:
+            keep = True
+            try:
+                out = job.run()
+            except A.ToolTimeout as e:     # cached too: a rerun with the same limit skips it at once
+                out = {"error": str(e), "timeout": True, "timeout_s": job.timeout}
+            except Exception as e:         # a tool failure is a result to report, not a crash of the report
+                out = {"error": f"{type(e).__name__}: {e}"}
+                keep = False
+            if cache is not None and keep:
+                cache.put(key, out)
+            out = dict(out)
+            out["cached"] = False
         out["wall_seconds"] = round(time.perf_counter() - t0, 2)
         return out
 
@@ -105,6 +119,14 @@ def four_bit_format(macs: dict) -> str | None:
     except ImportError:
         pass
     return None
+
+
+def headline_format(macs: dict) -> str | None:
+    """The format a design is compared at: its 4-bit one, else its fastest (e.g. fp16, int8 baselines)."""
+    f4 = four_bit_format(macs)
+    if f4 is not None or not macs:
+        return f4
+    return max(macs, key=lambda f: macs[f])
 
 
 def component_metrics(asic: dict | None, ecp5: dict | None) -> dict:
@@ -178,31 +200,34 @@ def markdown(rep: dict) -> str:
              f"Amaranth {tv.get('amaranth')}. Figures are measured, not asserted.\n")
     L.append("Per row = one output row of the engine (its PE, its rescaler and 1/R of the shared activation "
              "front end); `MACs/cycle` is the steady-state throughput of one row, `/kGE` divides it by the "
-             "row's area in thousands of NAND2 gate equivalents. The 4-bit figures use INT4 weights.\n")
+             "row's area in thousands of NAND2 gate equivalents.\n")
 
     L.append("## Per row\n")
-    L.append("| design | formats | MACs/cycle (4-bit) | GE | cells | transistors | depth (max) | LUT4 | LUT4+2·CCU2C "
-             "| FF (ECP5) | CCU2C | Fmax MHz (min) | MACs/cycle/kGE (4-bit) | MACs/cycle/kLUT (4-bit) |")
-    L.append("|" + "---|" * 14)
+    L.append("| design | formats | compared at | MACs/cycle | GE | cells | transistors | depth (max) | LUT4 "
+             "| LUT4+2·CCU2C | FF (ECP5) | CCU2C | Fmax MHz (min) | MACs/cycle/kGE | MACs/cycle/kLUT |")
+    L.append("|" + "---|" * 15)
     for d in rep["designs"]:
-        r, f4 = d["row"], d["format_4bit"]
-        e = d["efficiency"].get(f4, {}) if f4 else {}
-        L.append(f"| {d['name']} | {len(d['macs_per_cycle'])} | {_fmt(e.get('macs_per_cycle'), 1)} "
+        r, fh = d["row"], d.get("format_headline")
+        e = d["efficiency"].get(fh, {}) if fh else {}
+        L.append(f"| {d['name']} | {len(d['macs_per_cycle'])} | {fh or '–'} | {_fmt(e.get('macs_per_cycle'), 1)} "
                  f"| {_fmt(r['ge'])} | {_fmt(r['cells'])} | {_fmt(r['transistors'])} | {_fmt(r['depth_max'])} "
                  f"| {_fmt(r['lut4'])} | {_fmt(r['lut4_equiv'])} | {_fmt(r['ff'])} | {_fmt(r['ccu2c'])} "
                  f"| {_fmt(r['fmax_min_mhz'], 1)} | {_fmt(e.get('macs_per_cycle_per_kge'), 3)} "
                  f"| {_fmt(e.get('macs_per_cycle_per_klut'), 3)} |")
     L.append("")
+    L.append("`compared at`: the design's 4-bit weight format (INT4 where it has it), else its fastest format. "
+             "Depth is the longest combinational path of the row's components (cells); Fmax the lowest "
+             "component Fmax on ECP5 (each component with registered inputs and outputs).\n")
 
     L.append("## Per component\n")
     L.append("`count/row` is how many of the component one row needs; a component with count 0 is contained "
              "in another (e.g. the term decoders are inside the PE) and is listed for the breakdown only. "
              "GE = area on `gen/cells.lib`; seq GE = its flip-flops. Depth = cells on the longest "
              "combinational path. ECP5 figures are the component alone; Fmax is with every input and "
-             "output registered.\n")
+             "output registered. DPR16X4 = LUT RAM blocks (16x4 bits each), DP16KD = block RAMs.\n")
     L.append("| design | component | count/row | cells | GE | seq GE | transistors | depth | LUT4 | FF | CCU2C "
-             "| DP16KD | Fmax MHz | yosys s | ECP5 s |")
-    L.append("|" + "---|" * 15)
+             "| DP16KD | DPR16X4 | Fmax MHz | yosys s | ECP5 s |")
+    L.append("|" + "---|" * 16)
     for d in rep["designs"]:
         for c, cd in d["components"].items():
             m = cd["metrics"]
@@ -216,7 +241,7 @@ def markdown(rep: dict) -> str:
             L.append(f"| {d['name']} | {c}{note} | {_count(d['per_row'].get(c, 0))} | {_fmt(m['cells'])} "
                      f"| {_fmt(m['ge'])} | {_fmt(m['seq_ge'])} | {_fmt(m['transistors'])} | {_fmt(m['depth'])} "
                      f"| {_fmt(m['lut4'])} | {_fmt(m['ff'])} | {_fmt(m['ccu2c'])} | {_fmt(m['dp16kd'])} "
-                     f"| {_fmt(m['fmax_mhz'], 1)} | {_fmt(a.get('seconds'), 1)} | {_fmt(es, 1)} |")
+                     f"| {_fmt(m['dpr16x4'])} | {_fmt(m['fmax_mhz'], 1)} | {_fmt(a.get('seconds'), 1)} | {_fmt(es, 1)} |")
     L.append("")
 
     fmts: list[str] = []
@@ -235,17 +260,18 @@ def markdown(rep: dict) -> str:
     L.append("")
 
     L.append("## Whole engine (`top`)\n")
-    L.append("| design | rows | GE | cells | transistors | depth | LUT4 | FF | CCU2C | DP16KD | Fmax MHz | note |")
-    L.append("|" + "---|" * 12)
+    L.append("| design | rows | GE | cells | transistors | depth | LUT4 | FF | CCU2C | DP16KD | DPR16X4 | Fmax MHz | note |")
+    L.append("|" + "---|" * 13)
     for d in rep["designs"]:
         t = d.get("top")
         if not t:
-            L.append(f"| {d['name']} | – | | | | | | | | | | no top |")
+            L.append(f"| {d['name']} | – | | | | | | | | | | | no top |")
             continue
         m = t["metrics"]
         L.append(f"| {d['name']} | {d['params'].get('rows', '–')} | {_fmt(m['ge'])} | {_fmt(m['cells'])} "
                  f"| {_fmt(m['transistors'])} | {_fmt(m['depth'])} | {_fmt(m['lut4'])} | {_fmt(m['ff'])} "
-                 f"| {_fmt(m['ccu2c'])} | {_fmt(m['dp16kd'])} | {_fmt(m['fmax_mhz'], 1)} | {t.get('note', '')} |")
+                 f"| {_fmt(m['ccu2c'])} | {_fmt(m['dp16kd'])} | {_fmt(m['dpr16x4'])} | {_fmt(m['fmax_mhz'], 1)} "
+                 f"| {t.get('note', '')} |")
     L.append("")
 
     L.append("## How each design was built\n")
@@ -253,7 +279,7 @@ def markdown(rep: dict) -> str:
         p = d["params"]
         keys = [k for k in ("rows", "lanes", "group_size", "act_mode", "act_bits", "scale_formats", "pe") if k in p]
         extra = ", ".join(f"{k}={p[k] if not isinstance(p[k], list) else '/'.join(p[k])}" for k in keys)
-        L.append(f"* **{d['name']}**: {d['description']}. Components: "
+        L.append(f"* **{d['name']}**: {d['description'].rstrip().rstrip('.')}. Components: "
                  + ", ".join(f"`{c}` x {_count(d['per_row'].get(c, 0))}" for c in d["components"])
                  + f" per row. Parameters: {extra}.")
     L.append("")
@@ -269,7 +295,7 @@ def markdown(rep: dict) -> str:
     L.append(f"* ECP5: {fl['ecp5']}")
     L.append(f"* abc script (all flows): `{fl['abc_script']}` ({fl['abc_note']})")
     L.append("* Memories (the activation front end's group buffer) are flip-flops and multiplexers in the GE and "
-             "transistor figures (no SRAM macro), block RAM (DP16KD) on ECP5.")
+             "transistor figures (no SRAM macro); on ECP5 yosys maps them to LUT RAM (DPR16X4) or block RAM (DP16KD).")
     L.append("")
     L.append("## Run times\n")
     tm = rep["timings"]
@@ -426,6 +452,7 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
         row = row_totals(d.per_row, metrics)
         entry = {"name": d.name, "description": d.description, "params": d.params, "per_row": d.per_row,
                  "macs_per_cycle": d.macs_per_cycle, "format_4bit": four_bit_format(d.macs_per_cycle),
+                 "format_headline": headline_format(d.macs_per_cycle),
                  "components": comps, "row": row, "efficiency": efficiency(d.macs_per_cycle, row)}
         if (d.name, "@top") in paths:
             p, name = paths[(d.name, "@top")]
@@ -434,7 +461,7 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
             if f is None:
                 notes.append("ECP5 not run" if not fpga else "ECP5 skipped (--no-top-fpga)")
             elif f.get("timeout"):
-                notes.append(f"ECP5 skipped: no result within {top_fpga_timeout:.0f} s")
+                notes.append(f"ECP5 skipped: no result within {f.get('timeout_s') or top_fpga_timeout:.0f} s")
             elif "error" in f:
                 notes.append("ECP5 failed (see area.json)")
             if a is not None and "error" in a:
@@ -530,7 +557,7 @@ def run_args(args: argparse.Namespace) -> int:
                 top_fpga=not args.no_top_fpga, top_fpga_timeout=args.top_fpga_timeout, timeout=args.timeout,
                 freq_mhz=args.freq, jobs=args.jobs, use_cache=not args.no_cache, progress=not args.quiet)
     for d in rep["designs"]:
-        r, f4 = d["row"], d["format_4bit"]
+        r, f4 = d["row"], d["format_headline"]
         e = d["efficiency"].get(f4, {}) if f4 else {}
         print(f"{d['name']:24s} GE/row {_fmt(r['ge']):>9s}  transistors/row {_fmt(r['transistors']):>9s}  "
               f"depth {_fmt(r['depth_max']):>4s}  LUT4/row {_fmt(r['lut4']):>7s}  FF/row {_fmt(r['ff']):>6s}  "
