@@ -349,7 +349,7 @@ def plots(rep: dict, out: Path) -> list[str]:
     fmts: list[str] = []
     for d in designs:
         fmts += [f for f in d["macs_per_cycle"] if f not in fmts]
-    fig, ax = plt.subplots(figsize=(max(7, 0.7 * len(fmts) * max(1, len(designs)) / 2 + 3), 4.5))
+    fig, ax = plt.subplots(figsize=(min(13, max(7, 0.75 * len(fmts) + 3)), 4.8))
     width = 0.8 / max(1, len(designs))
     for i, d in enumerate(designs):
         xs, ys = [], []
@@ -564,9 +564,10 @@ def run_args(args: argparse.Namespace) -> int:
               f"Fmax {_fmt(r['fmax_min_mhz'], 1):>6s} MHz  {f4 or '-'}: "
               f"{_fmt(e.get('macs_per_cycle_per_kge'), 3)} MACs/cycle/kGE")
     t = rep["timings"]
-    print(f"wrote {args.out}/area.json, area.md, {', '.join(rep['plots'])} in {t['total_s']:.0f} s "
-          f"({t['cached_runs']}/{t['runs']} cached, {t['errors']} failed)")
     bad = failures(rep)
+    print(f"wrote {args.out}/area.json, area.md, {', '.join(rep['plots'])} in {t['total_s']:.0f} s "
+          f"({t['cached_runs']}/{t['runs']} results cached, {len(bad)} failed, "
+          f"{t['errors'] - len(bad)} whole-engine ECP5 runs skipped at the time limit)")
     for b in bad:
         print(f"failed: {b}", file=sys.stderr)
     return 1 if bad else 0

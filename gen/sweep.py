@@ -252,7 +252,7 @@ def plot(points: list[dict], path: Path) -> str:
         ax.scatter([p["n_formats"] for p in front], [p["macs_per_cycle_per_kge_4bit"] for p in front],
                    s=180, facecolors="none", edgecolors="red", linewidths=1.5, zorder=5, label="Pareto front")
         ax.step([p["n_formats"] for p in front], [p["macs_per_cycle_per_kge_4bit"] for p in front],
-                where="post", color="red", linewidth=0.8, alpha=0.6)
+                where="pre", color="red", linewidth=0.8, alpha=0.6)
     ns = sorted({p["n_formats"] for p in points})
     ax.set_xscale("log", base=2)
     ax.set_xticks(ns)
