@@ -140,8 +140,10 @@ class EngineConfig:
 
     @property
     def rescale_cycles(self) -> int:
-        """Worst-case cycles of the bit-serial rescale for one group."""
-        return max(SCALE_SIG_BITS[s] for s in self.scale_formats) + 3
+        """Cycles from a group's last PE step until the shared rescale unit takes the next group:
+        the hand-off cycle, one row per cycle, one to turn round (``rows + 2``); with one row the
+        unit also waits for its pipeline to drain (7). A group shorter than this stalls the PEs."""
+        return self.rows + 2 if self.rows >= 2 else 7
 
     @property
     def min_group_cycles(self) -> int:
@@ -150,8 +152,9 @@ class EngineConfig:
     def warnings(self) -> list[str]:
         out = []
         if self.rescale_cycles > self.min_group_cycles:
-            out.append(f"rescale takes {self.rescale_cycles} cycles but a group of the fastest format takes "
-                       f"{self.min_group_cycles}: the PE will stall (raise group_size or lower lanes)")
+            out.append(f"the shared rescale unit takes {self.rescale_cycles} cycles per group but a group of the "
+                       f"fastest format takes {self.min_group_cycles}: the PEs will stall at group ends "
+                       f"(raise group_size, or lower lanes or rows)")
         return out
 
     def ideal_cycles(self, fmt: str, outputs: int, k: int) -> int:

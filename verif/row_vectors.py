@@ -69,14 +69,29 @@ def _scale_value(bits: int, fmt: str) -> torch.Tensor:
     return torch.ldexp(torch.ones(1), torch.tensor([bits - 127]))
 
 
-def rescale_outputs(scale_formats, psum_bits: int, sum_bits: int, zpc_bits: int, seed: int = 0) -> list[dict]:
-    """Sequences of groups (one output each) for the Rescaler, with the expected fp32 result bits."""
+def rescale_outputs(scale_formats, psum_bits: int, sum_bits: int, zpc_bits: int, rows: int = 1,
+                    seed: int = 0) -> list[dict]:
+    """Sequences of group batches (one output per row) for the RescaleUnit, with the expected
+    fp32 result bits of every row.
+
+    Each case's named corner (extreme scales, the largest sum, zero, zero point, cancellation,
+    overflow to inf, an fp32 subnormal) sits on row ``case index % rows``; the other rows carry
+    random sums, zero points and scales under the same shared ``sum_a``, ``ea`` and ``unit``.
+    """
     rng = random.Random(seed)
     pmax, smax = (1 << (psum_bits - 2)) - 1, (1 << (sum_bits - 2)) - 1
+    zlo, zhi = -(1 << (zpc_bits - 2)), (1 << (zpc_bits - 2)) - 1
     outs = []
     for si, sf in enumerate(scale_formats):
         corners = _SCALE_CORNERS[sf]
+
+        def random_scale():
+            if sf == "e8m0":
+                return rng.randint(100, 150)
+            return rng.randint(0x1000, 0x5000) if sf == "fp16" else rng.randint(0x3000, 0x4800)
+
         for kind in ("random", "corner_scales", "max_psum", "zero", "zero_point", "cancel", "overflow", "underflow"):
+            hot = len(outs) % rows            # the row that carries the corner
             groups = []
             for g in range(rng.randint(1, 6) if kind != "corner_scales" else len(corners)):
                 psum = rng.randint(-pmax, pmax)
@@ -86,21 +101,17 @@ def rescale_outputs(scale_formats, psum_bits: int, sum_bits: int, zpc_bits: int,
                 elif kind == "zero":
                     psum = 0
                 elif kind == "zero_point":
-                    zpc = rng.randint(-(1 << (zpc_bits - 2)), (1 << (zpc_bits - 2)) - 1)
+                    zpc = rng.randint(zlo, zhi)
                     sum_a = rng.randint(-smax // 64, smax // 64)
                     psum = rng.randint(-pmax // 4, pmax // 4)
                 elif kind == "cancel" and g % 2:
-                    psum = -groups[-1]["psum"]
+                    psum = -groups[-1]["psum"][hot]
                 if kind == "corner_scales":
                     bits = corners[g]
-                elif sf == "e8m0":
-                    bits = rng.randint(100, 150)
-                elif sf == "fp16":
-                    bits = rng.randint(0x1000, 0x5000)
                 else:
-                    bits = rng.randint(0x3000, 0x4800)
+                    bits = random_scale()
                 if kind == "cancel" and g % 2:
-                    bits = groups[-1]["scale"]
+                    bits = groups[-1]["scale"][hot]
                 ea = rng.randint(-40, 20)
                 unit = rng.randint(0, 4)
                 if kind == "overflow":       # the largest scale of the format, the largest sum: fp32 inf
@@ -112,16 +123,25 @@ def rescale_outputs(scale_formats, psum_bits: int, sum_bits: int, zpc_bits: int,
                     ea = max(-128, -140 - lg)     # lands near 2^-138, an fp32 subnormal
                 if kind == "cancel" and g % 2:
                     ea, unit = groups[-1]["ea"], groups[-1]["unit"]
-                groups.append({"psum": psum, "sum_a": sum_a, "zpc": zpc, "scale": bits, "ea": ea, "unit": unit})
-            # expected: exactly sw.datapath steps 3-6
-            acc = torch.zeros(1, dtype=torch.float32)
-            for gr in groups:
-                sig, es = scale_fields(_scale_value(gr["scale"], sf), sf)
-                Q = (gr["psum"] - gr["zpc"] * gr["sum_a"]) * int(sig[0])
-                E = gr["ea"] + int(es[0]) - gr["unit"]
-                q32 = torch.ldexp(torch.tensor([float(Q)], dtype=torch.float64),
-                                  torch.tensor([float(E)], dtype=torch.float64)).to(torch.float32)
-                acc = acc + q32
-            outs.append({"name": f"{sf}/{kind}", "scale_fmt": si, "groups": groups,
-                         "result": int(canonical_nan(acc).view(torch.int32)[0]) & 0xFFFFFFFF})
+                # the other rows: random sums (a quarter of the range, so zero points cannot overflow)
+                row_psum = [rng.randint(-pmax // 4, pmax // 4) for _ in range(rows)]
+                row_zpc = [rng.randint(zlo, zhi) if sum_a else 0 for _ in range(rows)]
+                row_scale = [random_scale() for _ in range(rows)]
+                row_psum[hot], row_zpc[hot], row_scale[hot] = psum, zpc, bits
+                groups.append({"psum": row_psum, "sum_a": sum_a, "zpc": row_zpc, "scale": row_scale,
+                               "ea": ea, "unit": unit})
+            # expected: exactly sw.datapath steps 3-6, per row
+            results = []
+            for r in range(rows):
+                acc = torch.zeros(1, dtype=torch.float32)
+                for gr in groups:
+                    sig, es = scale_fields(_scale_value(gr["scale"][r], sf), sf)
+                    Q = (gr["psum"][r] - gr["zpc"][r] * gr["sum_a"]) * int(sig[0])
+                    E = gr["ea"] + int(es[0]) - gr["unit"]
+                    q32 = torch.ldexp(torch.tensor([float(Q)], dtype=torch.float64),
+                                      torch.tensor([float(E)], dtype=torch.float64)).to(torch.float32)
+                    acc = acc + q32
+                results.append(int(canonical_nan(acc).view(torch.int32)[0]) & 0xFFFFFFFF)
+            outs.append({"name": f"{sf}/{kind}", "scale_fmt": si, "hot_row": hot, "groups": groups,
+                         "result": results})
     return outs

@@ -1,7 +1,7 @@
 """cocotb tests of one engine row's datapath: the bit-serial PE and the rescale unit.
 
 Vectors (``BITMIX_VECTORS``) come from ``verif/row_vectors.py``: ``{"pe": [group, ...]}``
-for a BitSerialPE toplevel, or ``{"rescale": [output, ...]}`` for a Rescaler toplevel.
+for a BitSerialPE toplevel, or ``{"rescale": [case, ...], "rows": R, ...}`` for a RescaleUnit toplevel.
 """
 from __future__ import annotations
 
@@ -59,14 +59,19 @@ async def pe_groups(dut):
     assert not errors, f"{len(errors)} mismatches; first: " + "; ".join(errors[:6])
 
 
+def _pack(values, bits: int) -> int:
+    """A list of (signed) integers as one packed vector, element 0 at the LSBs."""
+    return sum((v & ((1 << bits) - 1)) << (i * bits) for i, v in enumerate(values))
+
+
 @cocotb.test()
 async def rescale_outputs(dut):
-    """Every output: its groups through start/ready; the fp32 result at done, bit for bit."""
+    """Every case: its group batches through start/ready, back to back; all R fp32 results at done."""
     vec = _load()
     if "rescale" not in vec:
         return
+    rows, psum_bits, zpc_bits = vec["rows"], vec["psum_bits"], vec["zpc_bits"]
     await _reset(dut)
-    dut.res_free.value = 1
     dut.start.value = 0
     errors = []
     for out in vec["rescale"]:
@@ -79,10 +84,10 @@ async def rescale_outputs(dut):
                 await FallingEdge(dut.clk)
                 if ready:
                     break
-            dut.psum.value = g["psum"]
+            dut.psum.value = _pack(g["psum"], psum_bits)
             dut.sum_a.value = g["sum_a"]
-            dut.zpc.value = g["zpc"]
-            dut.scale.value = g["scale"]
+            dut.zpc.value = _pack(g["zpc"], zpc_bits)
+            dut.scale.value = _pack(g["scale"], 16)
             dut.ea.value = g["ea"]
             dut.unit.value = g["unit"]
             dut.last.value = 1 if gi == len(out["groups"]) - 1 else 0
@@ -90,15 +95,20 @@ async def rescale_outputs(dut):
             await RisingEdge(dut.clk)
             await FallingEdge(dut.clk)
             dut.start.value = 0
-        for _ in range(64):
+            # psum, sum_a, ea, unit are captured: scramble them (scale and zpc must stay)
+            dut.psum.value = 0
+            dut.sum_a.value = 0
+        for _ in range(rows + 64):
             await ReadOnly()
             if int(dut.done.value):
-                result = int(dut.result.value)
+                word = int(dut.result.value)
+                result = [(word >> (32 * r)) & 0xFFFFFFFF for r in range(rows)]
                 break
             await FallingEdge(dut.clk)
         await FallingEdge(dut.clk)
         if result != out["result"]:
-            errors.append(f"{out['name']}: result {result if result is None else hex(result)}, "
-                          f"expected {hex(out['result'])}")
-    dut._log.info(f"{len(vec['rescale'])} outputs, {len(errors)} mismatches")
+            got = None if result is None else [hex(x) for x in result]
+            errors.append(f"{out['name']} (corner on row {out['hot_row']}): results {got}, "
+                          f"expected {[hex(x) for x in out['result']]}")
+    dut._log.info(f"{len(vec['rescale'])} cases x {rows} rows, {len(errors)} mismatches")
     assert not errors, f"{len(errors)} mismatches; first: " + "; ".join(errors[:6])
