@@ -376,14 +376,28 @@ def fpga_ecp5(verilog_path, top: str, freq_mhz: float = ECP5_FREQ_MHZ, timeout: 
     for f in (netlist, stat, report, log):
         (cwd / f).unlink(missing_ok=True)
     script = cwd / f"{prefix}.ys"
-    script.write_text("\n".join([
-        f"read_verilog {vname}",
-        f"read_verilog {wpath.name}",
-        f"synth_ecp5 -top {wname}{' -nodsp' if nodsp else ''} -json {netlist}",
-        f"tee -q -o {stat} stat -json",
-        ""]))
+    synth = f"synth_ecp5{' -nodsp' if nodsp else ''}"
+    read = [f"read_verilog {vname}", f"read_verilog {wpath.name}"]
     t0 = time.perf_counter()
-    _run(yosys_bin() + ["-q", script.name], cwd, timeout, f"yosys synth_ecp5 on {vname} ({top})")
+    try:
+        script.write_text("\n".join(read + [f"{synth} -top {wname} -json {netlist}",
+                                             f"tee -q -o {stat} stat -json", ""]))
+        _run(yosys_bin() + ["-q", script.name], cwd, timeout, f"yosys {synth} on {vname} ({top})")
+    except ToolTimeout:
+        raise
+    except ToolError:
+        # The WASI build's abc9 exits without a message on some modules (seen on the rescale
+        # unit); synth_ecp5's own script with the classic LUT mapper in its map_luts step still
+        # gives a netlist. The result records it.
+        script.write_text("\n".join(read + [
+            f"{synth} -top {wname} -run begin:map_luts",
+            "techmap -map +/lattice/latches_map.v",
+            "abc -lut 4",
+            "clean",
+            f"{synth} -top {wname} -run map_cells: -json {netlist}",
+            f"tee -q -o {stat} stat -json", ""]))
+        _run(yosys_bin() + ["-q", script.name], cwd, timeout, f"yosys {synth} (abc -lut 4) on {vname} ({top})")
+        synth += " (map_luts: abc -lut 4 instead of abc9, which exits on this module)"
     t1 = time.perf_counter()
     mods = json.loads((cwd / stat).read_text())["modules"]
     core = mods.get(f"\\{top}") or mods.get(top)
@@ -397,7 +411,7 @@ def fpga_ecp5(verilog_path, top: str, freq_mhz: float = ECP5_FREQ_MHZ, timeout: 
     res["wrapper_ff"] = wbits
     res["target_mhz"] = freq_mhz
     res["seconds_synth"] = round(t1 - t0, 2)
-    res["options"] = {"synth": f"synth_ecp5{' -nodsp' if nodsp else ''}",
+    res["options"] = {"synth": synth,
                       "pnr": f"--{ECP5_DEVICE} --package {ECP5_PACKAGE} --out-of-context --freq {freq_mhz:g} "
                              f"--timing-allow-fail --seed {ECP5_SEED} --threads 1"}
     if not place:
