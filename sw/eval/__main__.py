@@ -1,0 +1,73 @@
+"""``python -m sw.eval``: the whole-model accuracy report (see ``--help``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .context import PRESETS
+from .report import SECTIONS, parse_sections, run_report
+
+EPILOG = f"""
+presets (perplexity on the start of the gensim Wikipedia text, non-overlapping 2048-token windows):
+  smoke  {PRESETS['smoke'].eval_windows} x {PRESETS['smoke'].window} tokens, calibration {PRESETS['smoke'].calib_tokens};
+         a wiring check of every section (~10 min on the real model; with --tiny: seconds)
+  quick  {PRESETS['quick'].eval_windows} windows = {PRESETS['quick'].eval_tokens} tokens, calibration {PRESETS['quick'].calib_tokens};
+         ExMy studies on 1 window, act/KV on 2; about 25-45 min on 2 cores (all sections)
+  full   {PRESETS['full'].eval_windows} windows = {PRESETS['full'].eval_tokens} tokens, calibration {PRESETS['full'].calib_tokens};
+         ExMy studies on 8 windows; several hours on 2 cores
+
+sections, in report order: {', '.join(SECTIONS)}
+The first run converts the SmolLM2 GGUF (~25 s) and the Wikipedia dump (~25 s) and caches both
+under --cache-dir; later runs load in a few seconds. Writes OUT/eval.json, OUT/eval.md, OUT/*.png.
+Exit status 1 if any section failed (its error is recorded in the report), 2 for bad arguments.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sw.eval", description="bitmix whole-model accuracy evaluation: "
+                                "SmolLM2-135M perplexity on real Wikipedia text, MiniLM embeddings, per format "
+                                "and algorithm.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=list(PRESETS), default="quick", help="run size (default: quick)")
+    p.add_argument("--sections", default=None, help="comma-separated subset of the sections (default: all)")
+    p.add_argument("--out", type=Path, default=Path("build/reports"), help="report directory (default: build/reports)")
+    p.add_argument("--cache-dir", type=Path, default=Path("build/eval/cache"),
+                   help="model/text/token cache (default: build/eval/cache)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--no-progress", action="store_true", help="disable the progress bars")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: on a shared 2-core machine one thread is 2-5x faster than two; "
+                        "use 2 on an idle machine)")
+    p.add_argument("--tiny", action="store_true", help="use the tiny random Llama stand-in (for tests; seconds)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        keys = parse_sections(args.sections)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.threads < 1:
+        print(f"error: --threads={args.threads} must be >= 1", file=sys.stderr)
+        return 2
+    import torch
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    if args.tiny:
+        from .context import tiny_context
+        ctx = tiny_context(args.out, args.seed)
+        ctx.progress = not args.no_progress
+    else:
+        from .context import build_context
+        ctx = build_context(args.preset, args.out, args.seed, progress=not args.no_progress, cache_dir=args.cache_dir)
+    doc, ok = run_report(ctx, keys, setup_seconds=time.perf_counter() - t0)
+    print(f"wrote {args.out / 'eval.json'} and {args.out / 'eval.md'} ({doc['total_seconds']:.0f} s)"
+          + ("" if ok else f"; failed sections: {', '.join(doc['errors'])}"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

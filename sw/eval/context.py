@@ -1,0 +1,182 @@
+"""The evaluation context every ``sw.eval`` section receives, the presets, and the report types.
+
+``build_context(preset)`` loads SmolLM2, the Wikipedia text, the disjoint evaluation/calibration
+slices and the float reference perplexity once; ``tiny_context()`` builds the same object from
+``tiny_llama`` and random token ids for unit tests. ``EvalContext.ppl(spec)`` is the one way
+sections measure a quantized model: quantize per spec, perplexity on the evaluation slice,
+restore the float weights.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .hooks import QuantSpec, apply_weights, attach_act_kv, weights_restored
+from .perplexity import perplexity
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Run size: ``eval_windows`` perplexity windows of ``window`` tokens on the evaluation slice,
+    and a disjoint calibration slice of ``calib_tokens`` tokens."""
+    name: str
+    eval_windows: int
+    window: int
+    calib_tokens: int
+
+    @property
+    def eval_tokens(self) -> int:
+        return self.eval_windows * self.window
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset("smoke", eval_windows=2, window=128, calib_tokens=512),
+    "quick": Preset("quick", eval_windows=4, window=2048, calib_tokens=8192),
+    "full": Preset("full", eval_windows=32, window=2048, calib_tokens=32768),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"preset={name!r} is not one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list]       # cells: str | int | float | None
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    text: str = ""
+    tables: list[Table] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+    data: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+TINY_TEXT = (
+    "The quick brown fox jumps over the lazy dog. A journey of a thousand miles begins with a single step. "
+    "Water boils at one hundred degrees Celsius at sea level. The library opens at nine in the morning. "
+    "Anarchism is a political philosophy that rejects involuntary authority. Albedo measures how much light "
+    "a surface reflects. Aristotle was a Greek philosopher and polymath. ASCII encodes characters as numbers. "
+    "The cat sat on the mat and watched the rain. Prime numbers have exactly two divisors."
+)
+
+
+@dataclass
+class EvalContext:
+    """Shared state of one evaluation run; sections must leave ``model`` exactly as they found it."""
+    model: nn.Module
+    tokenizer: object
+    eval_ids: torch.Tensor
+    calib_ids: torch.Tensor
+    preset: Preset
+    reference: dict
+    out_dir: Path
+    seed: int = 0
+    progress: bool = True
+    text: str = ""            # the evaluation corpus (MiniLM sentences are drawn from it)
+    tiny: bool = False        # built by tiny_context (sections use stand-ins for other real models)
+    _memo: dict = field(default_factory=dict, repr=False)
+
+    def reference_for(self, windows: int | None = None) -> dict:
+        """Float-model perplexity on the first ``windows`` windows (default: the preset's)."""
+        if windows is None or windows == self.reference["windows"]:
+            return self.reference
+        key = ("reference", windows)
+        if key not in self._memo:
+            self._memo[key] = perplexity(self.model, self.eval_ids, self.preset.window, windows, self.progress)
+        return self._memo[key]
+
+    def ppl(self, spec: QuantSpec | None = None, model: nn.Module | None = None, windows: int | None = None) -> dict:
+        """Quantize ``model or self.model`` per ``spec`` (weights RTN + act/KV hooks), perplexity on
+        ``eval_ids`` (the preset's window; ``windows`` overrides the number of windows), restore.
+
+        Adds ``delta_pct`` (vs the float reference on the same windows), ``label``,
+        ``bits_per_weight`` (16 for float weights) and ``quant_seconds``. Results for the context's
+        own model are memoised by spec.
+        """
+        spec = spec or QuantSpec()
+        if not isinstance(spec, QuantSpec):
+            raise TypeError(f"spec must be a QuantSpec or None, got {type(spec).__name__}")
+        m = self.model if model is None else model
+        nwin = self.reference["windows"] if windows is None else windows
+        key = (repr(spec), nwin)
+        if model is None and key in self._memo:
+            return dict(self._memo[key])
+        with weights_restored(m):
+            info = apply_weights(m, spec, self.progress) if spec.quantizes_weights else None
+            with attach_act_kv(m, spec):
+                r = perplexity(m, self.eval_ids, self.preset.window, nwin, self.progress)
+        ref = self.reference_for(nwin)
+        r["delta_pct"] = 100.0 * (r["ppl"] / ref["ppl"] - 1.0)
+        r["label"] = spec.label()
+        r["bits_per_weight"] = info["bits_per_weight"] if info else 16.0
+        r["quant_seconds"] = info["seconds"] if info else 0.0
+        if model is None:
+            self._memo[key] = dict(r)
+        return r
+
+
+class ByteTokenizer:
+    """Stand-in tokenizer for tiny contexts: UTF-8 bytes as ids (vocab 256)."""
+    vocab_size = 256
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids) -> str:
+        return bytes(int(i) % 256 for i in ids).decode("utf-8", errors="replace")
+
+    def __call__(self, text: str, return_tensors: str | None = None):
+        ids = self.encode(text)
+        return {"input_ids": torch.tensor([ids]) if return_tensors == "pt" else ids}
+
+
+def tiny_context(out_dir: Path, seed: int = 0) -> EvalContext:
+    """``tiny_llama(seed)`` + random token ids, preset "smoke"; runs every section in seconds."""
+    from .models import tiny_llama
+    preset = PRESETS["smoke"]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = tiny_llama(seed)
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, model.config.vocab_size, (1, preset.eval_tokens + preset.calib_tokens), generator=g)
+    eval_ids, calib_ids = ids[:, :preset.eval_tokens], ids[:, preset.eval_tokens:]
+    ref = perplexity(model, eval_ids, preset.window, preset.eval_windows, progress=False)
+    return EvalContext(model=model, tokenizer=ByteTokenizer(), eval_ids=eval_ids, calib_ids=calib_ids,
+                       preset=preset, reference=ref, out_dir=out_dir, seed=seed, progress=False,
+                       text=TINY_TEXT, tiny=True)
+
+
+def build_context(preset: str | Preset = "quick", out_dir: Path | str = Path("build/reports"), seed: int = 0,
+                  progress: bool = True, cache_dir: Path | str | None = None) -> EvalContext:
+    """Load SmolLM2 + the gensim Wikipedia text, cut the slices, measure the float reference."""
+    from . import data
+    from .models import DEFAULT_CACHE, load_smollm2
+    p = preset if isinstance(preset, Preset) else get_preset(preset)
+    cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    model, tok = load_smollm2(cache)
+    text = data.wiki_text(cache_dir=cache)
+    ids = data.tokenize(tok, text, cache_dir=cache)
+    eval_ids, calib_ids = data.splits(ids, p.eval_tokens, p.calib_tokens)
+    load_seconds = time.perf_counter() - t0
+    ref = perplexity(model, eval_ids, p.window, p.eval_windows, progress)
+    ref["load_seconds"] = load_seconds
+    ref["corpus_tokens"] = int(ids.shape[1])
+    return EvalContext(model=model, tokenizer=tok, eval_ids=eval_ids, calib_ids=calib_ids, preset=p,
+                       reference=ref, out_dir=out_dir, seed=seed, progress=progress, text=text)

@@ -1,0 +1,120 @@
+"""Fake quantization with a straight-through estimator, through the project's format registry.
+
+``fake_quant(x, fmt, ...)``'s forward is exactly ``sw.quantize(x.detach(), fmt, ...).dequantize()``
+(bit-equal, cast back to ``x.dtype``); its backward passes the incoming gradient unchanged (identity
+STE, no clipping mask). Works for every element format (``sw.formats.names()`` and any
+``fpN_eXmY``) and every group format (``sw.quantize.group_format_names()``).
+
+Two conveniences beyond ``sw.quantize`` (documented, used by the evaluation):
+
+* fixed-block formats (MX: 32, NVFP4: 16) take their own block; ``group_size`` must then be that
+  block or the default 128 (meaning "the format's own block");
+* when ``group_size`` does not divide the axis length (SmolLM2's hidden size 576 = 4.5 x 128), the
+  axis is zero-padded to a multiple of the group, quantized, and cut back: the last group is a
+  partial group (GPTQ's convention). Zero padding does not change any group's absmax, zero point or
+  BitMoD variant choice, so this equals quantizing the partial group on its own.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+import sw
+from sw.quantize import DEFAULT_GROUP_SIZE
+
+
+
+def fixed_block(fmt: str) -> int | None:
+    """The block size a group format fixes (MX 32, NVFP4 16), or None."""
+    from sw import mx, nvfp4
+    if fmt in mx.MX_FORMATS:
+        return mx.BLOCK
+    if fmt in nvfp4.NVFP4_FORMATS:
+        return nvfp4.BLOCK
+    return None
+
+
+def check_format(fmt, name: str = "fmt") -> str:
+    """Return ``fmt`` if it names a registered element or group format; else raise naming ``name``."""
+    if not isinstance(fmt, str):
+        raise TypeError(f"{name} must be a format name (str), got {type(fmt).__name__}")
+    if fmt in sw.group_format_names():
+        return fmt
+    try:
+        el = sw.formats.get(fmt)
+    except ValueError:
+        raise ValueError(f"{name}={fmt!r} is not a known format; element formats: {', '.join(sw.formats.names())}; "
+                         f"group formats: {', '.join(sw.group_format_names())}; or any 'fpN_eXmY'") from None
+    if el.kind == "scale":
+        raise ValueError(f"{name}={fmt!r} is a scale format, not an element format")
+    return fmt
+
+
+def quantize_dequant(x: torch.Tensor, fmt: str, group_size: int | None = 128, *, axis: int = -1,
+                     scale_format: str | None = None) -> tuple[torch.Tensor, float]:
+    """``sw.quantize(x, ...).dequantize()`` in ``x.dtype`` plus storage bits per element (metadata
+    included, counted over the real, unpadded elements). No autograd graph."""
+    x = x.detach()
+    block = fixed_block(fmt)
+    if block is not None:
+        if group_size not in (block, 128):
+            raise ValueError(f"group_size={group_size!r} is not allowed for {fmt}: its block size is fixed at {block}")
+        g, gs_arg = block, DEFAULT_GROUP_SIZE
+    else:
+        if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int)
+                                       or group_size <= 0):
+            raise ValueError(f"group_size={group_size!r} must be a positive int or None")
+        g, gs_arg = group_size, group_size
+    if x.dim() == 0:
+        raise ValueError("x must have at least one dimension (got a 0-d tensor)")
+    ax = axis % x.dim()
+    k = x.shape[ax]
+    pad = 0 if g is None or k % g == 0 else g - k % g
+    xp = x
+    if pad:
+        shape = list(x.shape)
+        shape[ax] = pad
+        xp = torch.cat([x, x.new_zeros(shape)], dim=ax)
+    q = sw.quantize(xp, fmt, gs_arg, scale_format=scale_format, axis=ax)
+    d = q.dequantize()
+    if pad:
+        d = d.narrow(ax, 0, k)
+    bpw = q.bits_per_weight
+    if pad:   # element bits over real elements + metadata of all groups spread over the real elements
+        el_bits = q.element.bits
+        bpw = el_bits + (bpw - el_bits) * xp.numel() / x.numel()
+    return d.to(x.dtype), bpw
+
+
+class _FakeQuant(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, fmt, group_size, axis, scale_format):
+        return quantize_dequant(x, fmt, group_size, axis=axis, scale_format=scale_format)[0]
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None, None, None, None
+
+
+def fake_quant(x: torch.Tensor, fmt: str, group_size: int | None = 128, *, axis: int = -1,
+               scale_format: str | None = None) -> torch.Tensor:
+    """Quantize-dequantize ``x`` to ``fmt`` (forward bit-equal to ``sw.quantize(...).dequantize()``),
+    straight-through (identity) gradient. Groups of ``group_size`` run along ``axis``; ``None`` = one
+    scale per slice along ``axis`` (per channel / per token)."""
+    check_format(fmt)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point torch.Tensor, got {type(x).__name__}")
+    return _FakeQuant.apply(x, fmt, group_size, axis, scale_format)
+
+
+def relative_mse(w: torch.Tensor, wq: torch.Tensor) -> float:
+    """||w - wq||^2 / ||w||^2 (0 for an all-zero w)."""
+    den = float(w.double().pow(2).sum())
+    return float((w.double() - wq.double()).pow(2).sum()) / den if den else 0.0
+
+
+def sqnr_db(w: torch.Tensor, wq: torch.Tensor) -> float:
+    """Signal-to-quantization-noise ratio 10*log10(||w||^2 / ||w - wq||^2) in dB (inf if exact)."""
+    r = relative_mse(w, wq)
+    return math.inf if r == 0 else -10.0 * math.log10(r)

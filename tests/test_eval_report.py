@@ -1,0 +1,102 @@
+"""The sw.eval CLI/report on the tiny context: files, section keys, missing/raising modules."""
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+import torch
+
+from sw.eval import Section, Table, report
+from sw.eval.__main__ import build_parser, main
+
+MINE = ["reference", "weight_formats", "fp6", "act_kv", "studies", "minilm", "speed"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _stub_sections(monkeypatch):
+    """adaquant: module missing; allocate: raises; qat: a stub that returns a Section."""
+    bad = types.ModuleType("sw_eval_test_raising")
+    bad.section = lambda ctx: (_ for _ in ()).throw(RuntimeError("boom in allocate"))
+    ok = types.ModuleType("sw_eval_test_ok")
+    ok.section = lambda ctx: Section("qat", "QAT stub", "stub text", [Table("t", ["a", "b"], [[1, 2.5]])],
+                                     [], {"x": float("inf")})
+    monkeypatch.setitem(sys.modules, "sw_eval_test_raising", bad)
+    monkeypatch.setitem(sys.modules, "sw_eval_test_ok", ok)
+    monkeypatch.setitem(report.SECTIONS, "adaquant", ("sw.eval._no_such_module_for_test", "section"))
+    monkeypatch.setitem(report.SECTIONS, "allocate", ("sw_eval_test_raising", "section"))
+    monkeypatch.setitem(report.SECTIONS, "qat", ("sw_eval_test_ok", "section"))
+
+
+def test_cli_writes_report_with_every_section(tmp_path, monkeypatch):
+    _stub_sections(monkeypatch)
+    rc = main(["--tiny", "--out", str(tmp_path), "--no-progress"])
+    assert rc == 1                                           # two sections failed
+    doc = json.loads((tmp_path / "eval.json").read_text())
+    assert list(doc["sections"]) == list(report.SECTIONS)
+    assert doc["errors"] == ["adaquant", "allocate"]
+    assert "missing module" in doc["sections"]["adaquant"]["error"]
+    assert "boom in allocate" in doc["sections"]["allocate"]["error"]
+    assert doc["sections"]["qat"]["data"] == {"x": None}     # non-finite floats become null
+    env = doc["environment"]
+    assert env["preset"]["name"] == "smoke" and env["seed"] == 0
+    assert env["versions"]["torch"] and env["protocol"]["windows"] == 2
+    assert set(doc["seconds"]) == set(report.SECTIONS)
+    for k in MINE:
+        s = doc["sections"][k]
+        assert "error" not in s, (k, s.get("error"))
+        assert s["tables"] and s["text"], k
+    md = (tmp_path / "eval.md").read_text()
+    for k in report.SECTIONS:
+        assert f"(`{k}`)" in md
+    plots = [p for s in doc["sections"].values() for p in s["plots"]]
+    assert {"weight_formats.png", "studies_exmy.png", "minilm.png"} <= set(plots)
+    for p in plots:
+        assert f"![" in md and f"]({p})" in md
+        assert (tmp_path / p).read_bytes()[:4] == b"\x89PNG"
+    assert "## Run time" in md and "| allocate |" in md
+    wf = doc["sections"]["weight_formats"]
+    assert "bitmod4" in wf["data"]["results"] and ("**met**" in wf["text"] or "**missed**" in wf["text"])
+
+
+def test_section_subset_and_bad_names(tmp_path, capsys):
+    assert main(["--tiny", "--out", str(tmp_path), "--no-progress", "--sections", "speed,reference"]) == 0
+    doc = json.loads((tmp_path / "eval.json").read_text())
+    assert list(doc["sections"]) == ["reference", "speed"]
+    assert main(["--tiny", "--sections", "reference,bogus"]) == 2
+    assert "bogus" in capsys.readouterr().err
+
+
+def test_help_states_presets():
+    h = build_parser().format_help()
+    for s in ("quick", "full", "8192", "65536", "--sections", "--out", "--no-progress"):
+        assert s in h
+
+
+def test_modified_model_is_an_error(tmp_path, monkeypatch):
+    from sw.eval import tiny_context
+    ctx = tiny_context(tmp_path)
+    mod = types.ModuleType("sw_eval_test_mutating")
+
+    def section(c):
+        with torch.no_grad():
+            c.model.model.norm.weight.add_(1.0)       # not a linear: weights_restored cannot undo it
+        return Section("qat", "mutating")
+    mod.section = section
+    monkeypatch.setitem(sys.modules, "sw_eval_test_mutating", mod)
+    monkeypatch.setitem(report.SECTIONS, "qat", ("sw_eval_test_mutating", "section"))
+    s = report.run_section(ctx, "qat")
+    assert "left the model" in s.data["error"]
+
+
+def test_fmt_cell():
+    assert report.fmt_cell(22.44112) == "22.441" and report.fmt_cell(0.99999123) == "0.999991"
+    assert report.fmt_cell(1.5e-5) == "1.500e-05" and report.fmt_cell(None) == "—"
