@@ -275,3 +275,14 @@ def test_section_smoke_on_tiny_context(tmp_path):
     assert runs["AdaQuant sequential"]["mse_ratio"] < 1.0
     assert "int3" in sec.data["targets"]
     assert all(m.bias is None and torch.equal(m.weight, snap[n]) for n, m in decoder_linears(ctx.model).items())
+
+
+def test_section_runs_every_format_of_the_preset(tmp_path):
+    """Two formats in one section: the second must see the same plan as the first (a name
+    reused inside the format loop once broke every format after the first)."""
+    ctx = tiny_context(tmp_path)
+    sec = section(ctx, params=dict(formats=["int4", "int3"], modes=["parallel"], steps=2))
+    assert [r[:2] for r in sec.tables[0].rows] == [
+        ["int4 g128", "RTN"], ["int4 g128", "bias correction"], ["int4 g128", "AdaQuant parallel"],
+        ["int3 g128", "RTN"], ["int3 g128", "bias correction"], ["int3 g128", "AdaQuant parallel"]]
+    assert set(sec.data["targets"]) == {"int4", "int3"}

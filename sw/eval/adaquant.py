@@ -730,9 +730,9 @@ def section(ctx, preset: str | None = None, params: Mapping | None = None):
             v["recovered"] = recovered_fraction(rtn["ppl"], v["ppl"], ref) if label != "RTN" else 0.0
             rows.append([f"{f} g128", label, v["ppl"], 100.0 * (v["ppl"] / ref - 1.0), v["mse_ratio"],
                          v["recovered"], v["seconds"]])
-        ada = [(v["recovered"] if v["recovered"] is not None else -math.inf, k, v["mse_ratio"])
-               for k, v in runs.items() if k.startswith("AdaQuant")]
-        best = max(ada) if ada else (-math.inf, "none", 1.0)
+        ada_runs = [(v["recovered"] if v["recovered"] is not None else -math.inf, k, v["mse_ratio"])
+                    for k, v in runs.items() if k.startswith("AdaQuant")]
+        best = max(ada_runs) if ada_runs else (-math.inf, "none", 1.0)
         met = best[0] >= 1 / 3
         verdicts.append((f, met, best))
         data["formats"][f] = runs
