@@ -11,12 +11,14 @@ from .report import SECTIONS, parse_sections, run_report
 
 EPILOG = f"""
 presets (perplexity on the start of the gensim Wikipedia text, non-overlapping 2048-token windows):
-  smoke  {PRESETS['smoke'].eval_windows} x {PRESETS['smoke'].window} tokens, calibration {PRESETS['smoke'].calib_tokens};
-         a wiring check of every section (~10 min on the real model; with --tiny: seconds)
-  quick  {PRESETS['quick'].eval_windows} windows = {PRESETS['quick'].eval_tokens} tokens, calibration {PRESETS['quick'].calib_tokens};
-         ExMy studies on 1 window, act/KV on 2; about 25-45 min on 2 cores (all sections)
-  full   {PRESETS['full'].eval_windows} windows = {PRESETS['full'].eval_tokens} tokens, calibration {PRESETS['full'].calib_tokens};
-         ExMy studies on 8 windows; several hours on 2 cores
+  smoke  {PRESETS['smoke'].eval_windows} windows x {PRESETS['smoke'].window} tokens, calibration {PRESETS['smoke'].calib_tokens}: a wiring check of
+         every section (with --tiny: a random tiny Llama, ~20 s)
+  quick  {PRESETS['quick'].eval_windows} windows = {PRESETS['quick'].eval_tokens} tokens, calibration {PRESETS['quick'].calib_tokens}; act/KV on 2 windows, ExMy
+         PPL on 1 window (g128; per-channel weight MSE only). Measured 87 min for all sections on the
+         shared 2-core machine (load 2-8: format sections 57 min, adaquant/allocate/qat 28 min,
+         setup 2 min); less when idle
+  full   {PRESETS['full'].eval_windows} windows = {PRESETS['full'].eval_tokens} tokens, calibration {PRESETS['full'].calib_tokens}; act/KV on 8 windows,
+         ExMy PPL on 4 windows, both layouts. Several hours on 2 cores (make bench territory)
 
 sections, in report order: {', '.join(SECTIONS)}
 The first run converts the SmolLM2 GGUF (~25 s) and the Wikipedia dump (~25 s) and caches both
