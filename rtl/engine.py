@@ -1,7 +1,7 @@
 """The bitmix engine: R rows x L lanes of bit-serial PEs behind one activation front end."""
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -1,7 +1,7 @@
 """The bit-serial processing element: one output row, L lanes, one term per lane per cycle."""
 from __future__ import annotations
 
-from amaranth import Const, Module, Signal, signed
+from amaranth import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

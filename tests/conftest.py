@@ -45,3 +45,14 @@ def sim_dir(name: str) -> Path:
 def sim_build_dir(request) -> Path:
     """Per-test build directory ``build/sim/<module>.<test name with params>``."""
     return sim_dir(f"{Path(request.node.path).stem}.{request.node.name}")
+
+
+@pytest.fixture
+def torch_one_thread():
+    """One intra-op torch thread during the test, the previous count restored after: tiny models
+    on a shared 2-core machine run up to ~30x slower when two threads spin-wait for each other."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -16,13 +16,7 @@ from sw.eval.hooks import QuantSpec, apply_weights, decoder_linears, quantize_we
 from sw.eval.models import tiny_llama
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread avoids spin-wait thrashing."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _synthetic(out_f=32, k=256, tokens=512, seed=0):

@@ -15,12 +15,7 @@ from sw.eval.fakequant import quantize_dequant
 from sw.eval.models import tiny_llama
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)     # tiny matmuls: thread hand-off dominates on a shared 2-core machine
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

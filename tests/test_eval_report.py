@@ -14,12 +14,7 @@ from sw.eval.__main__ import build_parser, main
 MINE = ["reference", "weight_formats", "fp6", "act_kv", "studies", "minilm", "speed"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _stub_sections(monkeypatch):
@@ -60,7 +55,7 @@ def test_cli_writes_report_with_every_section(tmp_path, monkeypatch):
     plots = [p for s in doc["sections"].values() for p in s["plots"]]
     assert {"weight_formats.png", "studies_exmy.png", "minilm.png"} <= set(plots)
     for p in plots:
-        assert f"![" in md and f"]({p})" in md
+        assert "![" in md and f"]({p})" in md
         assert (tmp_path / p).read_bytes()[:4] == b"\x89PNG"
     assert "## Run time" in md and "| allocate |" in md
     wf = doc["sections"]["weight_formats"]

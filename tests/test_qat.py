@@ -16,13 +16,7 @@ from sw.eval.qat import (cached_data, deploy_student, generate_data, kd_loss, ma
 SPEC = QuantSpec(weight="int4", group_size=128, act="int8", kv="int4")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids spin-wait thrashing (~30x)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _state(model):

@@ -21,26 +21,10 @@ from fractions import Fraction
 
 import pytest
 import torch
-from amaranth.sim import Simulator
 
 from rtl.fp16_mul import FP16_QNAN, Fp16Mul, Int8Fp16Dequant
-
-FP32_QNAN = 0x7FC00000
-
-
-def simulate(dut, in_ports, out_port, vectors):
-    out = []
-
-    async def bench(ctx):
-        for vec in vectors:
-            for port, value in zip(in_ports, vec):
-                ctx.set(port, value)
-            out.append(ctx.get(out_port))
-
-    sim = Simulator(dut)
-    sim.add_testbench(bench)
-    sim.run()
-    return out
+from rtl.fp32 import FP32_QNAN
+from verif.comb_vectors import simulate
 
 
 def f16(bits) -> torch.Tensor:

@@ -25,6 +25,7 @@ from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
 from rtl.fp32 import FP32_QNAN, Fp32Adder, ScaledIntToFp32
+from verif.comb_vectors import simulate
 
 MASK32 = 0xFFFFFFFF
 MAX_FINITE = 0x7F7FFFFF
@@ -36,22 +37,6 @@ ONE = 0x3F800000
 
 
 # --------------------------------------------------------------------------- helpers
-def simulate(dut, in_ports, out_port, vectors):
-    """Apply each input tuple of ``vectors`` to the combinational ``dut``; return the outputs."""
-    out = []
-
-    async def bench(ctx):
-        for vec in vectors:
-            for port, value in zip(in_ports, vec):
-                ctx.set(port, value)
-            out.append(ctx.get(out_port))
-
-    sim = Simulator(dut)
-    sim.add_testbench(bench)
-    sim.run()
-    return out
-
-
 def bits_of(t: torch.Tensor) -> list[int]:
     return (t.view(torch.int32).to(torch.int64) & MASK32).tolist()
 

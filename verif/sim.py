@@ -24,7 +24,6 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from gen.config import EngineConfig, load
-from sw import terms as T
 
 from .comb_kick import kick
 from .engine_vectors import case

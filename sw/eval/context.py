@@ -127,6 +127,14 @@ class EvalContext:
             self._memo[key] = dict(r)
         return r
 
+    def save_figure(self, fig, name: str, dpi: int = 110) -> str:
+        """Lay out ``fig``, write it to ``out_dir / name``, close it; returns ``name`` (for Section.plots)."""
+        import matplotlib.pyplot as plt
+        fig.tight_layout()
+        fig.savefig(self.out_dir / name, dpi=dpi)
+        plt.close(fig)
+        return name
+
 
 class ByteTokenizer:
     """Stand-in tokenizer for tiny contexts: UTF-8 bytes as ids (vocab 256)."""

@@ -120,8 +120,4 @@ def _plot(ctx: EvalContext, res: list[dict]) -> str:
     ax.set_xlabel("weight SQNR (dB)")
     ax.set_ylabel("1 − mean cosine")
     ax.set_title("MiniLM-L6: weight SQNR vs embedding error")
-    fig.tight_layout()
-    name = "minilm.png"
-    fig.savefig(ctx.out_dir / name, dpi=110)
-    plt.close(fig)
-    return name
+    return ctx.save_figure(fig, "minilm.png")

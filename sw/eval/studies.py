@@ -5,7 +5,6 @@ restore the model before returning. (MiniLM lives in :mod:`sw.eval.minilm`.)
 """
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -156,11 +155,7 @@ def _plot_formats(ctx: EvalContext, res: dict) -> str:
     ax.set_ylabel("perplexity")
     ax.set_title("Weight-only RTN formats")
     ax.legend()
-    fig.tight_layout()
-    name = "weight_formats.png"
-    fig.savefig(ctx.out_dir / name, dpi=110)
-    plt.close(fig)
-    return name
+    return ctx.save_figure(fig, "weight_formats.png")
 
 
 # ----------------------------------------------------------------------------- FP6
@@ -359,11 +354,7 @@ def _plot_exmy(ctx: EvalContext, results: list[dict], p: dict, ref_ppl: float) -
         ax.set_title("per-channel" if g is None else f"g{g}")
         ax.legend(fontsize=7)
     fig.suptitle("ExMy sweep (★ = scaling-law optimum, dashed = float)")
-    fig.tight_layout()
-    name = "studies_exmy.png"
-    fig.savefig(ctx.out_dir / name, dpi=110)
-    plt.close(fig)
-    return name
+    return ctx.save_figure(fig, "studies_exmy.png")
 
 
 # ----------------------------------------------------------------------------- speed
