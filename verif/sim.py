@@ -70,7 +70,8 @@ def suite(cfg: EngineConfig, sim: str, root: Path, quick: bool = False, waves: b
     int8 = dataclasses.replace(cfg, act_mode="int8", act_bits=max(8, min(cfg.act_bits, 16)), name=cfg.name + "_int8")
     res["int8"] = run_engine(int8, gemv_cases(int8, 1024, 2 * R + 1, seed=100, kinds=("random",)), sim,
                              root / f"engine_int8_{sim}", p_valid=0.8, p_ready=0.8, waves=False)
-    tp_formats = [f for f in ("int4", "bitmod4", "fp6_e3m2", "int8") if f in cfg.formats] or list(cfg.formats[:1])
+    tp_formats = ([f for f in ("int4", "bitmod4", "fp6_e3m2", "fp6_e2m3", "int8", "fp3") if f in cfg.formats]
+                  or list(cfg.formats[:1]))
     res["throughput"] = run_engine(cfg, gemv_cases(cfg, 4096, 4 * R, formats=tp_formats, kinds=("random",)),
                                    sim, root / f"engine_tp_{sim}", waves=False)
     for r in res["throughput"]:
