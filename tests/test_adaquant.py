@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sw.eval.adaquant import (LearnedQuantizer, calibrate, calibrate_linear, calibrated, correction_bias,
-                              is_representable, output_mse, recovered_fraction, section, walk_blocks)
+from sw.eval.adaquant import (calibrate, calibrate_linear, calibrated, correction_bias, output_mse,
+                              recovered_fraction, section)
+from sw.eval.capture import walk_blocks
+from sw.eval.learned import LearnedQuantizer, is_representable
 from sw.eval.context import tiny_context
 from sw.eval.fakequant import quantize_dequant
 from sw.eval.hooks import QuantSpec, apply_weights, decoder_linears, quantize_weight, weights_restored
@@ -196,6 +198,33 @@ def test_sequential_and_parallel_adaquant_agree_on_first_block_only():
     assert len(first) == len(second) == 7
     assert all(torch.equal(par.layers[n].weight, seq.layers[n].weight) for n in first)
     assert any(not torch.equal(par.layers[n].weight, seq.layers[n].weight) for n in second)
+
+
+def test_skip_first_leaves_the_sink_positions_out_of_the_loss_only():
+    """skip_first=k: each layer's AdaQuant MSE is over the positions >= k of every sequence
+    (recomputed here); out-of-range values are refused naming the parameter."""
+    model = tiny_llama(0)
+    ids = _ids()
+    kw = dict(seq_len=64, steps=0, progress=False)
+    full = calibrate(model, ids, "int4", **kw)
+    cut = calibrate(model, ids, "int4", skip_first=2, **kw)
+    assert cut.settings["skip_first"] == 2 and full.settings["skip_first"] == 0
+    n_checked = 0
+    for blk in walk_blocks(model, ids, "parallel", seq_len=64):
+        mods = dict(blk.block.named_modules())
+        keep = (torch.arange(blk.x[next(iter(blk.x))].shape[0]) % 64) >= 2
+        for local, name in blk.names.items():
+            x, w = blk.x[name], mods[local].weight.detach()
+            y = F.linear(x, w)
+            assert cut.layers[name].mse_rtn == output_mse(x[keep], cut.layers[name].weight, None, y[keep])
+            assert full.layers[name].mse_rtn == output_mse(x, full.layers[name].weight, None, y)
+            assert cut.layers[name].mse_rtn != full.layers[name].mse_rtn
+            n_checked += 1
+    assert n_checked == 14
+    with pytest.raises(ValueError, match="skip_first="):
+        calibrate(model, ids, "int4", skip_first=64, **kw)
+    with pytest.raises(ValueError, match="skip_first="):
+        calibrate(model, ids, "int4", skip_first=-1, **kw)
 
 
 # ------------------------------------------------------------------------- bias correction

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from sw.eval.adaquant import is_representable
+from sw.eval.learned import is_representable
 from sw.eval.context import tiny_context
 from sw.eval.hooks import QuantSpec, apply_weights, attach_act_kv, decoder_linears, weights_restored
 from sw.eval.models import tiny_llama

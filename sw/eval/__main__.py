@@ -38,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model/text/token cache (default: build/eval/cache)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="disable the progress bars")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1: on a shared 2-core machine one thread is 2-5x faster than two; "
-                        "use 2 on an idle machine)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: torch's, one per core; on a machine shared with other jobs "
+                        "--threads 1 is faster)")
     p.add_argument("--tiny", action="store_true", help="use the tiny random Llama stand-in (for tests; seconds)")
     return p
 
@@ -52,11 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.threads < 1:
+    if args.threads is not None and args.threads < 1:
         print(f"error: --threads={args.threads} must be >= 1", file=sys.stderr)
         return 2
     import torch
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     if args.tiny:
         from .context import tiny_context

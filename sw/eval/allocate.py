@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ from torch import nn
 
 from . import hwcost
 from .hooks import QuantSpec, decoder_linears, quantize_weight, weights_restored
+
+if TYPE_CHECKING:
+    from .context import Section
 
 #: Floor of a measured added loss (CalibTIP floors at 1e-6): keeps every cost positive so a
 #: negative measurement (noise) cannot make the IP prefer a lossy format for its own sake.
@@ -46,17 +50,21 @@ PRESETS: dict[str, dict] = {
     "smoke": {"formats": ["fp3", "int3_asym", "int4_asym", "bitmod4", "int8", "fp16"],
               "tokens": 128, "uniform": ["int3_asym", "bitmod4"],
               "extra_bits": [5.0], "cycle_budgets": [0.75], "joint": [(4.25, 0.9)], "metric": "kl"},
-    # SmolLM2, <= ~8 min: 5 engine formats on 128 calibration tokens, 4 uniform baselines, ~6 IP
-    # budgets; quantized weights are kept from the sensitivity pass (~2 GB) and reused
-    "quick": {"formats": ["fp3", "bitmod3", "int4_asym", "bitmod4", "fp6_e3m2"],
+    # SmolLM2, ~8 min idle: 6 engine formats (INT8 gives the IP somewhere to spend bits above FP6) on
+    # 128 calibration tokens, 4 uniform baselines, ~6 IP budgets; quantized weights are kept from the
+    # sensitivity pass (~2.5 GB) and reused
+    "quick": {"formats": ["fp3", "bitmod3", "int4_asym", "bitmod4", "fp6_e3m2", "int8"],
               "tokens": 128, "uniform": ["bitmod3", "int4_asym", "bitmod4", "fp6_e3m2"],
-              "extra_bits": [3.5], "cycle_budgets": [0.75], "joint": [], "reuse_quantized": True, "metric": "kl"},
-    # SmolLM2, every engine format + the non-engine ones (bits only), a denser sweep (tens of minutes)
-    "full": {"formats": list(hwcost.T.HW_FORMATS) + ["nvfp4", "mxfp4", "fp8_e4m3", "fp16"],
-             "tokens": 512, "uniform": ["int3_asym", "bitmod3", "int4_asym", "bitmod4", "fp4_e2m1", "mxfp4",
-                                        "nvfp4", "fp6_e3m2", "fp6_e2m3", "int8"],
-             "extra_bits": [3.25, 3.5, 3.75, 4.5, 5.0, 5.5, 6.5], "cycle_budgets": [0.6, 0.75, 0.9, 1.0, 1.25],
-             "joint": [(4.25, 0.9), (4.5, 1.0), (5.0, 1.0)], "reuse_quantized": False, "metric": "kl"},
+              "extra_bits": [3.5], "cycle_budgets": [0.75], "joint": [], "reuse_quantized": True, "metric": "kl",
+              "eval_windows": None},
+    # SmolLM2, ~25 min idle: 10 formats (every engine format family + NVFP4) on 256 tokens, 8 uniform
+    # baselines, a denser budget sweep; allocations measured on 8 windows
+    "full": {"formats": ["fp3", "int3_asym", "bitmod3", "int4_asym", "fp4_e2m1", "bitmod4", "fp6_e2m3", "fp6_e3m2",
+                         "int8", "nvfp4"],
+             "tokens": 256, "uniform": ["int3_asym", "bitmod3", "int4_asym", "fp4_e2m1", "bitmod4", "nvfp4",
+                                        "fp6_e3m2", "fp6_e2m3"],
+             "extra_bits": [3.5, 4.5, 5.0], "cycle_budgets": [0.75, 1.0], "joint": [(4.5, 1.0)],
+             "reuse_quantized": True, "metric": "kl", "eval_windows": 8},
 }
 GROUP_SIZE = 128
 
@@ -412,7 +420,7 @@ def problem(model: nn.Module, sens: dict[str, dict[str, float]], formats: list[s
 
 
 def allocation_ppl(ctx, layer_formats: dict[str, str | None], store: dict | None = None,
-                   group_size: int | None = GROUP_SIZE) -> dict:
+                   group_size: int | None = GROUP_SIZE, windows: int | None = None) -> dict:
     """Perplexity of ``ctx.model`` with ``layer_formats`` applied.
 
     Without ``store`` this is ``ctx.ppl(QuantSpec(layer_formats=..., group_size=...))``. With a
@@ -420,16 +428,17 @@ def allocation_ppl(ctx, layer_formats: dict[str, str | None], store: dict | None
     is missing, with the same ``hooks.quantize_weight``), then ``ctx.ppl(model=ctx.model)`` measures
     them and the float weights are restored: the same numbers without quantizing the model again
     (held equal by the tests). ``bits_per_weight`` is then left out (the caller knows it exactly).
+    ``windows``: perplexity windows (None = the context preset's).
     """
     if store is None:
-        return ctx.ppl(QuantSpec(layer_formats=dict(layer_formats), group_size=group_size))
+        return ctx.ppl(QuantSpec(layer_formats=dict(layer_formats), group_size=group_size), windows=windows)
     lin = decoder_linears(ctx.model)
     with weights_restored(ctx.model), torch.no_grad():
         for name, fmt in layer_formats.items():
             if fmt is not None:
                 w = store.get((name, fmt))
                 lin[name].weight.copy_(quantize_weight(lin[name].weight, fmt, group_size) if w is None else w)
-        r = ctx.ppl(None, model=ctx.model)
+        r = ctx.ppl(None, model=ctx.model, windows=windows)
     r.pop("bits_per_weight", None)
     r["label"] = "W mixed (reused quantized weights)"
     return r
@@ -471,7 +480,7 @@ def _plot(path: Path, points_ip: list[dict], points_uni: list[dict], xkey: str, 
     plt.close(fig)
 
 
-def section(ctx, preset: str | None = None) -> "Section":
+def section(ctx, preset: str | None = None) -> Section:
     """IP format allocation: sensitivities, a budget sweep, perplexity of each allocation vs uniform formats."""
     from .context import Section, Table
     t0 = time.perf_counter()
@@ -481,6 +490,7 @@ def section(ctx, preset: str | None = None) -> "Section":
     P = PRESETS[pname]
     formats = list(P["formats"])
     tokens = min(P["tokens"], int(ctx.calib_ids.shape[1]))
+    win = P.get("eval_windows")
 
     ts = time.perf_counter()
     store = {} if P.get("reuse_quantized") else None
@@ -514,7 +524,7 @@ def section(ctx, preset: str | None = None) -> "Section":
                  status=a.status, solve_seconds=a.seconds)
         key = tuple(int(i) for i in a.choice)
         if key not in seen:
-            seen[key] = allocation_ppl(ctx, a.layer_formats(pr.names, formats), store)
+            seen[key] = allocation_ppl(ctx, a.layer_formats(pr.names, formats), store, windows=win)
         r.update(ppl=seen[key]["ppl"], delta_pct=seen[key]["delta_pct"])
         if "bits_per_weight" in seen[key]:
             r["measured_bits"] = seen[key]["bits_per_weight"]
@@ -523,12 +533,12 @@ def section(ctx, preset: str | None = None) -> "Section":
     uni: list[dict] = []
     for u in P["uniform"]:
         bits, cyc = model_cost(pr.shapes, u)
-        res = ctx.ppl(QuantSpec(weight=u, group_size=GROUP_SIZE))
+        res = ctx.ppl(QuantSpec(weight=u, group_size=GROUP_SIZE), windows=win)
         predicted = float(pr.loss[:, formats.index(u)].sum()) if u in formats else None
         uni.append({"fmt": u, "avg_bits": bits, "cycles": cyc, "ppl": res["ppl"], "delta_pct": res["delta_pct"],
                     "predicted": predicted, "measured_bits": res["bits_per_weight"]})
 
-    ref = ctx.reference_for()
+    ref = ctx.reference_for(win)
     rel = lambda c: None if c is None else c / int4_cyc   # noqa: E731
     table = Table(
         title=f"IP allocations vs uniform formats ({len(pr.names)} linears, g{GROUP_SIZE}, "

@@ -9,7 +9,7 @@ Pipeline (:func:`section`):
    Batched with a KV cache, deterministic under the seed; cached under ``build/eval/cache`` keyed by
    the model fingerprint, seed and sizes.
 2. **Student** (:func:`make_student`): a deep copy of the teacher whose decoder linear weights are
-   parametrized by :class:`sw.eval.adaquant.LearnedQuantizer` (weight perturbation in units of the
+   parametrized by :class:`sw.eval.learned.LearnedQuantizer` (weight perturbation in units of the
    group step + learned fp16 group scales, STE), and whose activations and K/V are fake-quantized per
    token with ``attach_act_kv(..., ste=True)``. Before training its forward equals the RTN-quantized
    model's forward bit for bit (W RTN through ``sw.quantize``, same act/KV hooks). Design choice:
@@ -39,18 +39,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .adaquant import LearnedQuantizer
+from .learned import LearnedQuantizer
 from .hooks import QuantSpec, attach_act_kv, decoder_linears
 
 PRESETS: dict[str, dict] = {
-    # quick ~5 min on 2 uncontended cores (generation ~35 s at ~70 tok/s batched, ~6 s per KD step of
-    # 2 x 256 tokens, two perplexities); full ~40 min (32 k generated tokens ~8 min, cached afterwards).
+    # quick ~5 min on 2 idle cores (generation ~35 s at ~70 tok/s batched, ~6 s per KD step of
+    # 2 x 256 tokens, two perplexities); full ~15 min (8 k generated tokens, cached afterwards).
     "smoke": dict(weight="int4", group_size=128, act="int8", kv="int4", n_seqs=6, seq_len=32, greedy=(3, 5),
                   top_k=50, gen_batch=3, steps=6, batch=2, lr=5e-3, lr_scale=5e-4, lr_norm=1e-4, heldout=2),
     "quick": dict(weight="int4", group_size=128, act="int8", kv="int4", n_seqs=20, seq_len=256, greedy=(3, 5),
                   top_k=50, gen_batch=10, steps=30, batch=2, lr=5e-3, lr_scale=5e-4, lr_norm=1e-4, heldout=4),
-    "full": dict(weight="int4", group_size=128, act="int8", kv="int4", n_seqs=64, seq_len=512, greedy=(3, 5),
-                 top_k=50, gen_batch=8, steps=150, batch=2, lr=2e-3, lr_scale=2e-4, lr_norm=1e-4, heldout=4),
+    "full": dict(weight="int4", group_size=128, act="int8", kv="int4", n_seqs=32, seq_len=256, greedy=(3, 5),
+                 top_k=50, gen_batch=16, steps=90, batch=2, lr=5e-3, lr_scale=5e-4, lr_norm=1e-4, heldout=4),
 }
 
 
