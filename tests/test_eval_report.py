@@ -72,7 +72,7 @@ def test_section_subset_and_bad_names(tmp_path, capsys):
 
 def test_help_states_presets():
     h = build_parser().format_help()
-    for s in ("quick", "full", "8192", "32768", "--sections", "--out", "--no-progress"):
+    for s in ("quick", "full", "8192", "16384", "--sections", "--out", "--no-progress"):
         assert s in h
 
 

@@ -47,7 +47,7 @@ from .learned import LearnedQuantizer
 METHODS = ("rtn", "bias_correction", "adaquant")
 
 PRESETS: dict[str, dict] = {
-    # smoke: tiny_context unit runs; quick: ~6 min on 2 idle cores; full: ~12 min.
+    # smoke: tiny_context unit runs; quick: ~6 min on 2 idle cores; full: ~9 min.
     # eval_windows: perplexity windows for this section (None = the context preset's).
     # skip_first=1: the attention-sink position is left out of the loss (see calibrate()).
     # The quick/full settings come from a sweep on int4 sequential (docs/eval_adaquant_sweep.md).
@@ -59,7 +59,7 @@ PRESETS: dict[str, dict] = {
                   eval_windows=None),
     "full": dict(formats=["int4", "int3", "bitmod3"], calib_tokens=2048, seq_len=512, steps=20,
                  batch_tokens=128, lr_w=5e-3, lr_s=5e-4, skip_first=1, modes=["parallel", "sequential"],
-                 bias_correct_after=False, eval_windows=8),
+                 bias_correct_after=False, eval_windows=4),
 }
 
 

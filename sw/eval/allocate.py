@@ -57,14 +57,11 @@ PRESETS: dict[str, dict] = {
               "tokens": 128, "uniform": ["bitmod3", "int4_asym", "bitmod4", "fp6_e3m2"],
               "extra_bits": [3.5], "cycle_budgets": [0.75], "joint": [], "reuse_quantized": True, "metric": "kl",
               "eval_windows": None},
-    # SmolLM2, ~25 min idle: 10 formats (every engine format family + NVFP4) on 256 tokens, 8 uniform
-    # baselines, a denser budget sweep; allocations measured on 8 windows
-    "full": {"formats": ["fp3", "int3_asym", "bitmod3", "int4_asym", "fp4_e2m1", "bitmod4", "fp6_e2m3", "fp6_e3m2",
-                         "int8", "nvfp4"],
-             "tokens": 256, "uniform": ["int3_asym", "bitmod3", "int4_asym", "fp4_e2m1", "bitmod4", "nvfp4",
-                                        "fp6_e3m2", "fp6_e2m3"],
+    # SmolLM2, ~13 min idle: 8 engine formats on 128 tokens, 6 uniform baselines, a denser budget sweep
+    "full": {"formats": ["fp3", "int3_asym", "bitmod3", "int4_asym", "bitmod4", "fp6_e2m3", "fp6_e3m2", "int8"],
+             "tokens": 128, "uniform": ["int3_asym", "bitmod3", "int4_asym", "bitmod4", "fp6_e3m2", "fp6_e2m3"],
              "extra_bits": [3.5, 4.5, 5.0], "cycle_budgets": [0.75, 1.0], "joint": [(4.5, 1.0)],
-             "reuse_quantized": True, "metric": "kl", "eval_windows": 8},
+             "reuse_quantized": True, "metric": "kl", "eval_windows": 4},
 }
 GROUP_SIZE = 128
 

@@ -36,7 +36,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "smoke": Preset("smoke", eval_windows=2, window=128, calib_tokens=512),
     "quick": Preset("quick", eval_windows=4, window=2048, calib_tokens=8192),
-    "full": Preset("full", eval_windows=16, window=2048, calib_tokens=16384),
+    "full": Preset("full", eval_windows=8, window=2048, calib_tokens=16384),
 }
 
 
