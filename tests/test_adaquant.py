@@ -309,3 +309,60 @@ def test_section_runs_every_format_of_the_preset(tmp_path):
         ["int4 g128", "RTN"], ["int4 g128", "bias correction"], ["int4 g128", "AdaQuant parallel"],
         ["int3 g128", "RTN"], ["int3 g128", "bias correction"], ["int3 g128", "AdaQuant parallel"]]
     assert set(sec.data["targets"]) == {"int4", "int3"}
+
+
+# ------------------------------------------------------------------------- max_move
+def test_max_move_bounds_the_perturbation_and_int_weights_stay_next_to_their_rtn_level():
+    """|D| <= max_move after every step; with max_move <= 0.5 and the scale fixed, an int4 weight
+    deploys on one of the two grid levels around w / s (AdaRound's constraint). Unbounded, the same
+    run moves weights further (0.08 steps here, so a bound of 0.05 binds)."""
+    w, x, y = _synthetic(seed=4)
+    kw = dict(group_size=128, steps=40, batch_tokens=256, lr_w=2e-3, learn_scale=False, seed=0)
+    q, _, mse_rtn, mse, kept = calibrate_linear(w, x, y, "int4", max_move=0.05, **kw)
+    assert not kept and mse < mse_rtn
+    d = float(q.delta.detach().abs().max())
+    assert d == pytest.approx(0.05, abs=0, rel=1e-7)                  # the bound binds, and holds
+    s = q.s0.unsqueeze(-1)
+    y0 = q.w0 / s                                                     # RTN's real-valued level
+    lv = q.deployed_weight().reshape(q.w0.shape) / s
+    assert bool(((lv == torch.floor(y0)) | (lv == torch.ceil(y0)) | (lv.abs() == 7)).all())
+    q2, _, _, _, kept2 = calibrate_linear(w, x, y, "int4", **kw)
+    assert not kept2 and float(q2.delta.detach().abs().max()) > 0.075
+    for bad in (0, -1.0, True, "0.5"):
+        with pytest.raises(ValueError, match="max_move="):
+            calibrate_linear(w, x, y, "int4", steps=1, max_move=bad)
+
+
+# ------------------------------------------------------------------------- settings sweep
+def test_sweep_chooses_on_the_validation_slice_only(tmp_path):
+    from sw.eval import adaquant_sweep as sweep
+    ctx = tiny_context(tmp_path)
+    sec = sweep.section(ctx)
+    rows = sec.data["rows"]
+    assert len(rows) == len(sweep.PRESETS["smoke"]["grid"]) == 2
+    best = sec.data["chosen"]
+    assert best == min(range(2), key=lambda i: rows[i]["val_ppl"])
+    # each row's figures are the model calibrated with that setting, measured on each slice
+    g = rows[best]["setting"]
+    cal = calibrate(ctx.model, ctx.calib_ids, "int4", mode="sequential", seq_len=64, tokens=g["calib_tokens"],
+                    steps=g["steps"], batch_tokens=g["batch_tokens"], lr_w=g["lr_w"], lr_s=g["lr_s"],
+                    skip_first=g["skip_first"], max_move=g["max_move"], seed=ctx.seed, progress=False)
+    with calibrated(ctx.model, cal):
+        assert ctx.ppl(None, model=ctx.model, split="val")["ppl"] == rows[best]["val_ppl"]
+        assert ctx.ppl(None, model=ctx.model)["ppl"] == rows[best]["eval_ppl"]
+    assert rows[0]["val_ppl"] != rows[0]["eval_ppl"]
+    assert sec.data["rtn"]["val"] == ctx.ppl(QuantSpec(weight="int4", group_size=128), split="val")["ppl"]
+    assert [r[7] for r in sec.tables[0].rows] == [i == best for i in range(2)]
+    assert "Chosen: **#" in sec.text
+    assert sweep.choose([{"val_ppl": 3.0}, {"val_ppl": 2.0}, {"val_ppl": 2.0}]) == 1    # first of a tie
+    with pytest.raises(ValueError, match="grid rows \\[0\\]"):
+        sweep.section(ctx, params=dict(grid=[{"steps": 1}]))
+
+
+def test_adaquant_presets_use_a_setting_of_the_sweep_grid():
+    """The quick/full AdaQuant settings are a row of the sweep's grid (the one chosen on the
+    validation slice, docs/eval_adaquant_sweep.md)."""
+    from sw.eval import adaquant_sweep as sweep
+    from sw.eval.adaquant import PRESETS
+    for name in ("quick", "full"):
+        assert any(sweep.same_setting(PRESETS[name], r) for r in sweep.PRESETS[name]["grid"]), name

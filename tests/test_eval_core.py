@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import sw
 from sw.eval import (QuantSpec, apply_weights, attach_act_kv, decoder_linears, fake_quant, perplexity,
                      quantize_weight, tiny_context, weights_restored)
-from sw.eval.data import sentences, splits, strip_markup
+from sw.eval.data import sentences, splits, strip_markup, validation_slice
 from sw.eval.fakequant import quantize_dequant
 from sw.eval.models import tiny_llama
 
@@ -207,6 +207,13 @@ def test_splits_disjoint_and_errors():
     assert e[0].tolist() == list(range(30)) and c[0].tolist() == list(range(80, 100))
     with pytest.raises(ValueError, match="eval_tokens=90"):
         splits(ids, 90, 20)
+    v = validation_slice(ids, 30, 20, 25)                     # just before the calibration slice
+    assert v[0].tolist() == list(range(55, 80))
+    assert validation_slice(ids, 30, 20, 50)[0].tolist() == list(range(30, 80))   # touching, not overlapping
+    with pytest.raises(ValueError, match="val_tokens=51"):
+        validation_slice(ids, 30, 20, 51)
+    with pytest.raises(ValueError, match="val_tokens=-1"):
+        validation_slice(ids, 30, 20, -1)
 
 
 def test_strip_markup_removes_templates_refs_files_categories_interwiki():
@@ -233,6 +240,17 @@ def test_context_ppl_delta_and_restore(tmp_path):
     assert r["label"] == "W int3 g32 · A int4 · KV int4"
     assert all(torch.equal(a, b) for a, b in zip(before, ctx.model.parameters()))
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in ctx.model.modules())
+    # the validation slice: its own ids, reference and memo; never the evaluation slice's figures
+    assert ctx.val_ids.shape[1] == ctx.preset.val_tokens
+    assert not torch.equal(ctx.val_ids, ctx.eval_ids)
+    rv0 = ctx.reference_for(split="val")
+    assert rv0["ppl"] == perplexity(ctx.model, ctx.val_ids, ctx.preset.window, progress=False)["ppl"]
+    assert rv0["ppl"] != ctx.reference["ppl"] and rv0["windows"] == ctx.preset.val_windows
+    rv = ctx.ppl(QuantSpec(weight="int3", group_size=32), split="val")
+    re_ = ctx.ppl(QuantSpec(weight="int3", group_size=32))
+    assert rv["ppl"] != re_["ppl"] and rv["delta_pct"] == pytest.approx(100 * (rv["ppl"] / rv0["ppl"] - 1))
+    with pytest.raises(ValueError, match="split='test'"):
+        ctx.ppl(split="test")
 
 
 def test_embed_sentences_masked_mean_pool_l2():

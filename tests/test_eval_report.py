@@ -36,7 +36,8 @@ def test_cli_writes_report_with_every_section(tmp_path, monkeypatch):
     rc = main(["--tiny", "--out", str(tmp_path), "--no-progress"])
     assert rc == 1                                           # two sections failed
     doc = json.loads((tmp_path / "eval.json").read_text())
-    assert list(doc["sections"]) == list(report.SECTIONS)
+    assert list(doc["sections"]) == report.DEFAULT_SECTIONS      # the optional sweep only when asked
+    assert "adaquant_sweep" in report.SECTIONS and "adaquant_sweep" not in report.DEFAULT_SECTIONS
     assert doc["errors"] == ["adaquant", "allocate"]
     assert "missing module" in doc["sections"]["adaquant"]["error"]
     assert "boom in allocate" in doc["sections"]["allocate"]["error"]
@@ -44,13 +45,13 @@ def test_cli_writes_report_with_every_section(tmp_path, monkeypatch):
     env = doc["environment"]
     assert env["preset"]["name"] == "smoke" and env["seed"] == 0
     assert env["versions"]["torch"] and env["protocol"]["windows"] == 2
-    assert set(doc["seconds"]) == set(report.SECTIONS)
+    assert set(doc["seconds"]) == set(report.DEFAULT_SECTIONS)
     for k in MINE:
         s = doc["sections"][k]
         assert "error" not in s, (k, s.get("error"))
         assert s["tables"] and s["text"], k
     md = (tmp_path / "eval.md").read_text()
-    for k in report.SECTIONS:
+    for k in report.DEFAULT_SECTIONS:
         assert f"(`{k}`)" in md
     plots = [p for s in doc["sections"].values() for p in s["plots"]]
     assert {"weight_formats.png", "studies_exmy.png", "minilm.png"} <= set(plots)
@@ -68,6 +69,10 @@ def test_section_subset_and_bad_names(tmp_path, capsys):
     assert list(doc["sections"]) == ["reference", "speed"]
     assert main(["--tiny", "--sections", "reference,bogus"]) == 2
     assert "bogus" in capsys.readouterr().err
+    assert report.parse_sections("all") == list(report.SECTIONS)
+    assert report.parse_sections("adaquant,adaquant_sweep") == ["adaquant_sweep", "adaquant"]   # report order
+    with pytest.raises(ValueError, match="or all"):
+        report.parse_sections("all,reference")
 
 
 def test_help_states_presets():

@@ -7,20 +7,22 @@ import time
 from pathlib import Path
 
 from .context import PRESETS
-from .report import SECTIONS, parse_sections, run_report
+from .report import DEFAULT_SECTIONS, OPTIONAL, parse_sections, run_report
 
 EPILOG = f"""
 presets (perplexity on the start of the gensim Wikipedia text, non-overlapping 2048-token windows):
   smoke  {PRESETS['smoke'].eval_windows} windows x {PRESETS['smoke'].window} tokens, calibration {PRESETS['smoke'].calib_tokens}: a wiring check of
          every section (with --tiny: a random tiny Llama, ~20 s)
   quick  {PRESETS['quick'].eval_windows} windows = {PRESETS['quick'].eval_tokens} tokens, calibration {PRESETS['quick'].calib_tokens}; act/KV on 2 windows, ExMy
-         PPL on 1 window (g128; per-channel weight MSE only). Measured 87 min for all sections on the
-         shared 2-core machine (load 2-8: format sections 57 min, adaquant/allocate/qat 28 min,
-         setup 2 min); less when idle
-  full   {PRESETS['full'].eval_windows} windows = {PRESETS['full'].eval_tokens} tokens, calibration {PRESETS['full'].calib_tokens}; act/KV on 8 windows,
-         ExMy PPL on 4 windows, both layouts. Several hours on 2 cores (make bench territory)
+         PPL on 1 window (g128; per-channel weight MSE only). 37 min for all sections on an idle
+         2-core machine at 2 threads (measured on a fresh clone); 2-3x that on a loaded one
+  full   {PRESETS['full'].eval_windows} windows = {PRESETS['full'].eval_tokens} tokens, calibration {PRESETS['full'].calib_tokens}; act/KV on 4 windows, ExMy
+         PPL on 1 window for both layouts, AdaQuant also on bitmod3, an 8-format IP, 60 QAT steps.
+         Sized for about an hour here (measured time: README)
 
-sections, in report order: {', '.join(SECTIONS)}
+sections, in report order: {', '.join(DEFAULT_SECTIONS)}
+optional, only when named (or with --sections all): {', '.join(sorted(OPTIONAL))} (AdaQuant's settings grid,
+         chosen on the validation slice; about 15 min at the quick preset)
 The first run converts the SmolLM2 GGUF (~25 s) and the Wikipedia dump (~25 s) and caches both
 under --cache-dir; later runs load in a few seconds. Writes OUT/eval.json, OUT/eval.md, OUT/*.png.
 Exit status 1 if any section failed (its error is recorded in the report), 2 for bad arguments.
@@ -32,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "SmolLM2-135M perplexity on real Wikipedia text, MiniLM embeddings, per format "
                                 "and algorithm.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=list(PRESETS), default="quick", help="run size (default: quick)")
-    p.add_argument("--sections", default=None, help="comma-separated subset of the sections (default: all)")
+    p.add_argument("--sections", default=None,
+                   help="comma-separated sections, or 'all' (default: every section but the optional ones)")
     p.add_argument("--out", type=Path, default=Path("build/reports"), help="report directory (default: build/reports)")
     p.add_argument("--cache-dir", type=Path, default=Path("build/eval/cache"),
                    help="model/text/token cache (default: build/eval/cache)")

@@ -11,6 +11,11 @@ slice runs through the model), by Adam on:
   format in the forward (STE), so the deployed scale is a real ``fp16`` / ``bf16`` / ``e4m3`` value;
 * optionally a bias (``learn_bias``; off by default, see below).
 
+``max_move`` (optional) bounds the perturbation: ``|D| <= max_move`` after every step. With 0.5 a
+weight of an integer grid can only land on one of the two grid points around it (AdaRound's
+constraint), which keeps a long or fast optimisation from moving weights across several steps to
+fit the few calibration tokens.
+
 The quantizer (its STE, per-format-family rules and deployment as a real ``sw.QuantizedTensor``)
 is :class:`sw.eval.learned.LearnedQuantizer`; the calibration inputs come from
 :func:`sw.eval.capture.walk_blocks` (parallel or sequential capture). The target is always the
@@ -47,17 +52,18 @@ from .learned import LearnedQuantizer
 METHODS = ("rtn", "bias_correction", "adaquant")
 
 PRESETS: dict[str, dict] = {
-    # smoke: tiny_context unit runs; quick: ~6 min on 2 idle cores; full: ~9 min.
+    # smoke: tiny_context unit runs; quick: ~8 min on 2 idle cores; full: ~12 min.
     # eval_windows: perplexity windows for this section (None = the context preset's).
     # skip_first=1: the attention-sink position is left out of the loss (see calibrate()).
-    # The quick/full settings come from a sweep on int4 sequential (docs/eval_adaquant_sweep.md).
+    # The quick/full settings are the row chosen on the validation slice by the adaquant_sweep
+    # section at the quick preset (int4 sequential; docs/eval_adaquant_sweep.md).
     "smoke": dict(formats=["int4", "int3"], calib_tokens=256, seq_len=64, steps=10, batch_tokens=64,
                   lr_w=5e-3, lr_s=5e-4, skip_first=1, modes=["parallel", "sequential"], bias_correct_after=False,
                   eval_windows=None),
-    "quick": dict(formats=["int4", "int3"], calib_tokens=2048, seq_len=512, steps=20, batch_tokens=128,
+    "quick": dict(formats=["int4", "int3"], calib_tokens=4096, seq_len=512, steps=20, batch_tokens=128,
                   lr_w=5e-3, lr_s=5e-4, skip_first=1, modes=["parallel", "sequential"], bias_correct_after=False,
                   eval_windows=None),
-    "full": dict(formats=["int4", "int3", "bitmod3"], calib_tokens=2048, seq_len=512, steps=20,
+    "full": dict(formats=["int4", "int3", "bitmod3"], calib_tokens=4096, seq_len=512, steps=20,
                  batch_tokens=128, lr_w=5e-3, lr_s=5e-4, skip_first=1, modes=["parallel", "sequential"],
                  bias_correct_after=False, eval_windows=4),
 }
@@ -108,8 +114,12 @@ def calibrate_linear(weight: torch.Tensor, x: torch.Tensor, y: torch.Tensor, fmt
                      group_size: int | None = 128, scale_format: str | None = None, bias: torch.Tensor | None = None,
                      steps: int = 100, batch_tokens: int = 512, lr_w: float = 1e-2, lr_s: float = 1e-3,
                      lr_b: float = 1e-3, learn_scale: bool = True, learn_bias: bool = False, seed: int = 0,
+                     max_move: float | None = None,
                      name: str = "") -> tuple[LearnedQuantizer, torch.Tensor | None, float, float, bool]:
     """AdaQuant on one linear: minimise ``mean((x Q(W')^T + b - y)^2)`` with Adam.
+
+    ``max_move``: if given, the weight perturbation ``D`` (in units of the group scale) is clamped
+    to ``[-max_move, max_move]`` after every step (see the module docstring).
 
     ``x`` ``[M, in]`` inputs, ``y`` ``[M, out]`` float targets, ``bias`` the layer's own bias (kept
     fixed unless ``learn_bias``; with ``learn_bias`` and no bias, a zero-initialised one is learned).
@@ -119,6 +129,9 @@ def calibrate_linear(weight: torch.Tensor, x: torch.Tensor, y: torch.Tensor, fmt
     """
     if steps < 0 or batch_tokens <= 0:
         raise ValueError(f"steps={steps} must be >= 0 and batch_tokens={batch_tokens} > 0")
+    if max_move is not None and not (isinstance(max_move, (int, float)) and not isinstance(max_move, bool)
+                                     and max_move > 0):
+        raise ValueError(f"max_move={max_move!r} must be a positive number or None")
     if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0] or x.shape[1] != weight.shape[1] \
             or y.shape[1] != weight.shape[0]:
         raise ValueError(f"x {tuple(x.shape)} / y {tuple(y.shape)} do not match weight {tuple(weight.shape)}")
@@ -146,6 +159,9 @@ def calibrate_linear(weight: torch.Tensor, x: torch.Tensor, y: torch.Tensor, fmt
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if max_move is not None:
+                with torch.no_grad():
+                    q.delta.clamp_(-max_move, max_move)
     with torch.no_grad():
         b_fin = None if b is None else b.detach().clone()
         mse = output_mse(x, q.deployed_weight(), b_fin, y)
@@ -199,7 +215,7 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
               scale_format: str | None = None, seq_len: int = 512, tokens: int | None = None, steps: int = 100,
               batch_tokens: int = 512, lr_w: float = 1e-2, lr_s: float = 1e-3, learn_scale: bool = True,
               learn_bias: bool = False, bias_correct_after: bool = False, skip_first: int = 0, seed: int = 0,
-              progress: bool = True) -> Calibration:
+              max_move: float | None = None, progress: bool = True) -> Calibration:
     """Calibrate every decoder linear of ``model`` on ``ids`` (``[1, N]``; ``tokens`` caps N).
 
     ``fmt``: one format for all linears, or a mapping linear name -> format (None = stays float).
@@ -208,6 +224,7 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
     ``skip_first``: leave the first ``skip_first`` positions of every calibration sequence out of the
     AdaQuant loss (bias statistics use every position). Position 0 is the attention sink of a Llama-style model: its
     activations are orders of magnitude larger than the rest, so it dominates a plain output MSE.
+    ``max_move``: bound on the weight perturbation, see :func:`calibrate_linear`.
     The model is left exactly as it was; load the result with :func:`calibrated`.
     """
     from tqdm.auto import tqdm
@@ -223,7 +240,7 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
                     skip_first=skip_first, seed=seed)
     if method == "adaquant":
         settings.update(steps=steps, batch_tokens=batch_tokens, lr_w=lr_w, lr_s=lr_s, learn_scale=learn_scale,
-                        learn_bias=learn_bias, bias_correct_after=bias_correct_after)
+                        learn_bias=learn_bias, bias_correct_after=bias_correct_after, max_move=max_move)
     cal = Calibration(method, mode, fmt, settings=settings)
     t0 = time.perf_counter()
     bar = tqdm(total=sum(f is not None for f in plan.values()), desc=f"{method} {mode}", disable=not progress,
@@ -242,7 +259,7 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
                     y = F.linear(x_fp, lin.weight, lin.bias)
                 res = _calibrate_one(full, lin, x, y, f, method, group_size, scale_format, steps, batch_tokens,
                                      lr_w, lr_s, learn_scale, learn_bias, bias_correct_after, seed,
-                                     keep if skip_first else None)
+                                     keep if skip_first else None, max_move)
                 res.seconds = time.perf_counter() - t1
                 cal.layers[full] = res
                 bar.update(1)
@@ -255,7 +272,7 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
 
 
 def _calibrate_one(name, lin, x, y, fmt, method, group_size, scale_format, steps, batch_tokens, lr_w, lr_s,
-                   learn_scale, learn_bias, bias_correct_after, seed, keep=None) -> LayerResult:
+                   learn_scale, learn_bias, bias_correct_after, seed, keep=None, max_move=None) -> LayerResult:
     """One linear; ``keep`` (bool per row of ``x``) selects the rows of the AdaQuant loss (bias
     statistics always use every row)."""
     b = None if lin.bias is None else lin.bias.detach()
@@ -264,7 +281,7 @@ def _calibrate_one(name, lin, x, y, fmt, method, group_size, scale_format, steps
         q, b_new, mse_rtn, mse, kept = calibrate_linear(
             lin.weight, xk, yk, fmt, group_size=group_size, scale_format=scale_format, bias=b, steps=steps,
             batch_tokens=batch_tokens, lr_w=lr_w, lr_s=lr_s, learn_scale=learn_scale, learn_bias=learn_bias,
-            seed=seed, name=name)
+            seed=seed, max_move=max_move, name=name)
     else:
         q = LearnedQuantizer(lin.weight, fmt, group_size, scale_format, learn_scale=False)
         b_new, kept = b, False
@@ -323,9 +340,10 @@ def calibrated(model: nn.Module, cal: Calibration):
 
 
 # ============================================================================= report section
-def _ppl_loaded(ctx, cal: Calibration, windows: int | None = None) -> dict:
+def _ppl_loaded(ctx, cal: Calibration, windows: int | None = None, split: str = "eval") -> dict:
+    """``ctx.ppl`` of the context's model with ``cal`` loaded (on ``split``: "eval" or "val")."""
     with calibrated(ctx.model, cal):
-        r = ctx.ppl(None, model=ctx.model, windows=windows)
+        r = ctx.ppl(None, model=ctx.model, windows=windows, split=split)
     return r
 
 
@@ -348,7 +366,7 @@ def section(ctx, preset: str | None = None, params: Mapping | None = None):
     ref = ctx.reference_for(win)["ppl"]
     calib = dict(seq_len=p["seq_len"], tokens=p["calib_tokens"], seed=ctx.seed, progress=ctx.progress)
     ada = dict(steps=p["steps"], batch_tokens=p["batch_tokens"], lr_w=p["lr_w"], lr_s=p["lr_s"],
-               skip_first=p.get("skip_first", 0))
+               skip_first=p.get("skip_first", 0), max_move=p.get("max_move"))
     rows, data = [], {"params": p, "reference_ppl": ref, "formats": {}}
     verdicts = []
     for f in p["formats"]:
@@ -403,10 +421,10 @@ def _section_text(ctx, p, reference: dict, verdicts) -> str:
         f"Perplexity: {reference['windows']} non-overlapping windows of {reference['window']} tokens of the "
         f"evaluation slice. Float reference PPL {ref:.3f}. Recovered = (PPL_RTN - PPL_method) / (PPL_RTN - PPL_float).",
         "Target: AdaQuant recovers at least a third of RTN's perplexity increase at g128.",
-        "Settings: the best of a 12-setting sweep on int4 sequential, measured on these evaluation windows "
-        "(docs/eval_adaquant_sweep.md), so the int4 margin is optimistic: neighbouring settings recover 29-32 %. "
-        "Larger steps or learned scales that move reach a lower calibration MSE and a worse perplexity "
-        "(overfitting 2 k calibration tokens).",
+        "Settings: chosen among 12 on int4 sequential by perplexity on the **validation slice** (disjoint from "
+        "the evaluation and calibration slices; the `adaquant_sweep` section, docs/eval_adaquant_sweep.md), never "
+        "on these evaluation windows. Larger steps or learned scales that move reach a lower calibration MSE and a "
+        "worse perplexity (they overfit a few thousand calibration tokens).",
     ]
     for f, met, (frac, label, ratio) in verdicts:
         frac_s = "n/a (RTN is not worse than float)" if frac == -math.inf else f"{100 * frac:.1f} %"

@@ -3,8 +3,8 @@
 ``build_context(preset)`` loads SmolLM2, the Wikipedia text, the disjoint evaluation/calibration
 slices and the float reference perplexity once; ``tiny_context()`` builds the same object from
 ``tiny_llama`` and random token ids for unit tests. ``EvalContext.ppl(spec)`` is the one way
-sections measure a quantized model: quantize per spec, perplexity on the evaluation slice,
-restore the float weights.
+sections measure a quantized model: quantize per spec, perplexity on the evaluation slice (or, with
+``split="val"``, on the validation slice that settings are chosen on), restore the float weights.
 """
 from __future__ import annotations
 
@@ -22,21 +22,27 @@ from .perplexity import perplexity
 @dataclass(frozen=True)
 class Preset:
     """Run size: ``eval_windows`` perplexity windows of ``window`` tokens on the evaluation slice,
-    and a disjoint calibration slice of ``calib_tokens`` tokens."""
+    a disjoint calibration slice of ``calib_tokens`` tokens, and ``val_windows`` windows of a
+    validation slice (disjoint from both) on which settings are chosen."""
     name: str
     eval_windows: int
     window: int
     calib_tokens: int
+    val_windows: int = 2
 
     @property
     def eval_tokens(self) -> int:
         return self.eval_windows * self.window
 
+    @property
+    def val_tokens(self) -> int:
+        return self.val_windows * self.window
+
 
 PRESETS: dict[str, Preset] = {
-    "smoke": Preset("smoke", eval_windows=2, window=128, calib_tokens=512),
-    "quick": Preset("quick", eval_windows=4, window=2048, calib_tokens=8192),
-    "full": Preset("full", eval_windows=8, window=2048, calib_tokens=16384),
+    "smoke": Preset("smoke", eval_windows=2, window=128, calib_tokens=512, val_windows=2),
+    "quick": Preset("quick", eval_windows=4, window=2048, calib_tokens=8192, val_windows=2),
+    "full": Preset("full", eval_windows=8, window=2048, calib_tokens=16384, val_windows=4),
 }
 
 
@@ -87,20 +93,40 @@ class EvalContext:
     progress: bool = True
     text: str = ""            # the evaluation corpus (MiniLM sentences are drawn from it)
     tiny: bool = False        # built by tiny_context (sections use stand-ins for other real models)
+    val_ids: torch.Tensor | None = None   # [1, V] validation slice (just before the calibration slice)
     _memo: dict = field(default_factory=dict, repr=False)
 
-    def reference_for(self, windows: int | None = None) -> dict:
-        """Float-model perplexity on the first ``windows`` windows (default: the preset's)."""
-        if windows is None or windows == self.reference["windows"]:
+    def split_ids(self, split: str = "eval") -> torch.Tensor:
+        """Token ids of ``split``: ``"eval"`` (the evaluation slice) or ``"val"`` (the validation slice)."""
+        if split == "eval":
+            return self.eval_ids
+        if split == "val":
+            if self.val_ids is None:
+                raise ValueError("split='val': this context has no validation slice (val_ids is None)")
+            return self.val_ids
+        raise ValueError(f"split={split!r} must be 'eval' or 'val'")
+
+    def _windows(self, windows: int | None, split: str) -> int:
+        if windows is not None:
+            return windows
+        return self.reference["windows"] if split == "eval" else self.preset.val_windows
+
+    def reference_for(self, windows: int | None = None, split: str = "eval") -> dict:
+        """Float-model perplexity on the first ``windows`` windows of ``split`` (default: the preset's)."""
+        ids = self.split_ids(split)
+        nwin = self._windows(windows, split)
+        if split == "eval" and nwin == self.reference["windows"]:
             return self.reference
-        key = ("reference", windows)
+        key = ("reference", split, nwin)
         if key not in self._memo:
-            self._memo[key] = perplexity(self.model, self.eval_ids, self.preset.window, windows, self.progress)
+            self._memo[key] = perplexity(self.model, ids, self.preset.window, nwin, self.progress)
         return self._memo[key]
 
-    def ppl(self, spec: QuantSpec | None = None, model: nn.Module | None = None, windows: int | None = None) -> dict:
+    def ppl(self, spec: QuantSpec | None = None, model: nn.Module | None = None, windows: int | None = None,
+            split: str = "eval") -> dict:
         """Quantize ``model or self.model`` per ``spec`` (weights RTN + act/KV hooks), perplexity on
-        ``eval_ids`` (the preset's window; ``windows`` overrides the number of windows), restore.
+        the ``split`` slice (``"eval"``, default, or ``"val"``; the preset's window, ``windows``
+        overrides the number of windows), restore.
 
         Adds ``delta_pct`` (vs the float reference on the same windows), ``label``,
         ``bits_per_weight`` (16 for float weights) and ``quant_seconds``. Results for the context's
@@ -110,15 +136,16 @@ class EvalContext:
         if not isinstance(spec, QuantSpec):
             raise TypeError(f"spec must be a QuantSpec or None, got {type(spec).__name__}")
         m = self.model if model is None else model
-        nwin = self.reference["windows"] if windows is None else windows
-        key = (repr(spec), nwin)
+        ids = self.split_ids(split)
+        nwin = self._windows(windows, split)
+        key = (repr(spec), split, nwin)
         if model is None and key in self._memo:
             return dict(self._memo[key])
         with weights_restored(m):
             info = apply_weights(m, spec, self.progress) if spec.quantizes_weights else None
             with attach_act_kv(m, spec):
-                r = perplexity(m, self.eval_ids, self.preset.window, nwin, self.progress)
-        ref = self.reference_for(nwin)
+                r = perplexity(m, ids, self.preset.window, nwin, self.progress)
+        ref = self.reference_for(nwin, split)
         r["delta_pct"] = 100.0 * (r["ppl"] / ref["ppl"] - 1.0)
         r["label"] = spec.label()
         r["bits_per_weight"] = info["bits_per_weight"] if info else 16.0
@@ -152,24 +179,27 @@ class ByteTokenizer:
 
 
 def tiny_context(out_dir: Path, seed: int = 0) -> EvalContext:
-    """``tiny_llama(seed)`` + random token ids, preset "smoke"; runs every section in seconds."""
+    """``tiny_llama(seed)`` + random token ids, preset "smoke"; runs every section in seconds.
+    The ids are cut as evaluation | calibration | validation (all disjoint)."""
     from .models import tiny_llama
     preset = PRESETS["smoke"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = tiny_llama(seed)
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, model.config.vocab_size, (1, preset.eval_tokens + preset.calib_tokens), generator=g)
-    eval_ids, calib_ids = ids[:, :preset.eval_tokens], ids[:, preset.eval_tokens:]
+    n_ec = preset.eval_tokens + preset.calib_tokens
+    ids = torch.randint(0, model.config.vocab_size, (1, n_ec + preset.val_tokens), generator=g)
+    eval_ids, calib_ids, val_ids = ids[:, :preset.eval_tokens], ids[:, preset.eval_tokens:n_ec], ids[:, n_ec:]
     ref = perplexity(model, eval_ids, preset.window, preset.eval_windows, progress=False)
     return EvalContext(model=model, tokenizer=ByteTokenizer(), eval_ids=eval_ids, calib_ids=calib_ids,
                        preset=preset, reference=ref, out_dir=out_dir, seed=seed, progress=False,
-                       text=TINY_TEXT, tiny=True)
+                       text=TINY_TEXT, tiny=True, val_ids=val_ids)
 
 
 def build_context(preset: str | Preset = "quick", out_dir: Path | str = Path("build/reports"), seed: int = 0,
                   progress: bool = True, cache_dir: Path | str | None = None) -> EvalContext:
-    """Load SmolLM2 + the gensim Wikipedia text, cut the slices, measure the float reference."""
+    """Load SmolLM2 + the gensim Wikipedia text, cut the slices (evaluation: the start of the text;
+    calibration: its end; validation: just before the calibration slice), measure the float reference."""
     from . import data
     from .models import DEFAULT_CACHE, load_smollm2
     p = preset if isinstance(preset, Preset) else get_preset(preset)
@@ -182,9 +212,10 @@ def build_context(preset: str | Preset = "quick", out_dir: Path | str = Path("bu
     text = data.wiki_text(cache_dir=cache)
     ids = data.tokenize(tok, text, cache_dir=cache)
     eval_ids, calib_ids = data.splits(ids, p.eval_tokens, p.calib_tokens)
+    val_ids = data.validation_slice(ids, p.eval_tokens, p.calib_tokens, p.val_tokens)
     load_seconds = time.perf_counter() - t0
     ref = perplexity(model, eval_ids, p.window, p.eval_windows, progress)
     ref["load_seconds"] = load_seconds
     ref["corpus_tokens"] = int(ids.shape[1])
     return EvalContext(model=model, tokenizer=tok, eval_ids=eval_ids, calib_ids=calib_ids, preset=p,
-                       reference=ref, out_dir=out_dir, seed=seed, progress=progress, text=text)
+                       reference=ref, out_dir=out_dir, seed=seed, progress=progress, text=text, val_ids=val_ids)

