@@ -22,7 +22,7 @@ presets (perplexity on the start of the gensim Wikipedia text, non-overlapping 2
 
 sections, in report order: {', '.join(DEFAULT_SECTIONS)}
 optional, only when named (or with --sections all): {', '.join(sorted(OPTIONAL))} (AdaQuant's settings grid,
-         chosen on the validation slice; about 15 min at the quick preset)
+         chosen on the validation slice; 23 min at the quick preset)
 The first run converts the SmolLM2 GGUF (~25 s) and the Wikipedia dump (~25 s) and caches both
 under --cache-dir; later runs load in a few seconds. Writes OUT/eval.json, OUT/eval.md, OUT/*.png.
 Exit status 1 if any section failed (its error is recorded in the report), 2 for bad arguments.
