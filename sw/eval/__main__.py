@@ -14,11 +14,11 @@ presets (perplexity on the start of the gensim Wikipedia text, non-overlapping 2
   smoke  {PRESETS['smoke'].eval_windows} windows x {PRESETS['smoke'].window} tokens, calibration {PRESETS['smoke'].calib_tokens}: a wiring check of
          every section (with --tiny: a random tiny Llama, ~20 s)
   quick  {PRESETS['quick'].eval_windows} windows = {PRESETS['quick'].eval_tokens} tokens, calibration {PRESETS['quick'].calib_tokens}; act/KV on 2 windows, ExMy
-         PPL on 1 window (g128; per-channel weight MSE only). 37 min for all sections on an idle
+         PPL on 1 window (g128; per-channel weight MSE only). 44 min for all sections on an idle
          2-core machine at 2 threads (measured on a fresh clone); 2-3x that on a loaded one
   full   {PRESETS['full'].eval_windows} windows = {PRESETS['full'].eval_tokens} tokens, calibration {PRESETS['full'].calib_tokens}; act/KV on 4 windows, ExMy
          PPL on 1 window for both layouts, AdaQuant also on bitmod3, an 8-format IP, 60 QAT steps.
-         Sized for about an hour here (measured time: README)
+         About 1.5 h here (estimate; README)
 
 sections, in report order: {', '.join(DEFAULT_SECTIONS)}
 optional, only when named (or with --sections all): {', '.join(sorted(OPTIONAL))} (AdaQuant's settings grid,
