@@ -18,7 +18,7 @@ presets (perplexity on the start of the gensim Wikipedia text, non-overlapping 2
          2-core machine at 2 threads (measured on a fresh clone); 2-3x that on a loaded one
   full   {PRESETS['full'].eval_windows} windows = {PRESETS['full'].eval_tokens} tokens, calibration {PRESETS['full'].calib_tokens}; act/KV on 4 windows, ExMy
          PPL on 1 window for both layouts, AdaQuant also on bitmod3, an 8-format IP, 60 QAT steps.
-         85 min on the idle 2-core machine (measured on a fresh clone; docs/eval_full.md)
+         83 min on the idle 2-core machine (measured on a fresh clone; docs/eval_full.md)
 
 sections, in report order: {', '.join(DEFAULT_SECTIONS)}
 optional, only when named (or with --sections all): {', '.join(sorted(OPTIONAL))} (AdaQuant's settings grid,
