@@ -1,15 +1,20 @@
 """The FP16 baselines as :class:`gen.designs.Design` records (area reports, sweeps).
 
-* ``fp16xfp16_mac``: :class:`rtl.baselines.Fp16MacEngine`;
-* ``fp16xint8_parallel``: :class:`rtl.baselines.Fp16Int8Engine` (ANT/OliVe style).
+* ``fp16xfp16_mac``: :class:`rtl.baselines.Fp16MacEngine`, priced per row by its ``pe``
+  (:class:`rtl.baselines.Fp16MacRow`: the ``L`` lanes' fp16 multipliers, fp32 adders,
+  accumulators and the reduction muxes); ``fp16_mul`` and ``fp32_adder`` are parts of ``pe``
+  (``L`` of each), listed for the breakdown, not added twice. No front end, no rescaler.
+* ``fp16xint8_parallel``: :class:`rtl.baselines.Fp16Int8Engine` (the lean ``fma_int8``
+  design), priced as the bitmix engine is: its ``pe`` (:class:`rtl.baselines.Fp16Int8Row`)
+  once, and ``1/R`` of each block the ``R`` rows share: ``act_align``
+  (:class:`rtl.baselines.Int8ActAlign`) and ``rescale_unit``
+  (:class:`rtl.baselines.Int8GroupRescale`, i.e. :class:`rtl.rescale.RescaleUnit`).
 
-Each is priced per row by its ``pe`` component (:class:`rtl.baselines.Fp16MacRow` /
-:class:`rtl.baselines.Fp16Int8Row`: the ``L`` lanes' multipliers, dequantizers, fp32 adders,
-accumulators and the reduction muxes). ``fp16_mul``, ``fp32_adder`` and ``dequant`` are
-parts of ``pe`` (``L`` of each), listed for the breakdown, not added twice. Neither baseline
-has an activation front end (activations enter the multipliers as they are) nor a rescaler
-(the FP16xINT8 scale is applied in each lane's dequantizer); the per-tile control and the
-``R x 32`` result register are in ``top`` only, as for the bitmix designs.
+Storage both sides need (the activation vector and the weight memory behind the streams) is
+outside every design; storage only one side needs is inside it at flip-flop cost (bitmix's
+activation group buffer is in its front end; neither baseline needs one). The per-tile
+control, the group scale registers and the result register are in ``top`` only, as for the
+bitmix designs.
 """
 from __future__ import annotations
 
@@ -41,22 +46,37 @@ FP16_MAC_DESCRIPTION = (
     "discarded) and cmd.fmt/scale_fmt are ignored. " + _COMMON)
 
 FP16_INT8_DESCRIPTION = (
-    "FP16 x INT8 bit-parallel baseline (ANT/OliVe style: dequantize the weight, then multiply), {R} rows x "
-    "{L} lanes: weights are symmetric two's complement int8 codes (8-bit slots) with one fp16 scale per "
-    "group of {G} per row on the meta stream (sw.quantize(w, 'int8', scale_format='fp16')). Each lane first "
-    "dequantizes its weight to fp16, w = fp16_RNE(int8 x scale) (8x11-bit multiplier, leading-zero "
-    "normalisation, RNE with gradual underflow and overflow to inf, IEEE specials of the scale): "
-    "dequantize-then-multiply in fp16 is the ANT/OliVe-style baseline the project asks for (an fp16 datapath "
-    "fed by int8 storage); it rounds each weight once (relative 2^-11). Then, as in the FP16 MAC baseline: "
-    + _COMMON[0].lower() + _COMMON[1:])
+    "FP16 x INT8 baseline, the lean fma_int8 design (ANT/OliVe, BitMoD baselines: integer products, the group "
+    "scale applied once per group), {R} rows x {L} lanes: weights are symmetric two's complement int8 codes "
+    "(8-bit slots) with one fp16 scale per group of {G} per row on the meta stream (sw.quantize(w, 'int8', "
+    "scale_format='fp16')). An int8 weight has no exponent, so a product's exponent is its activation's, the "
+    "same for every row: one shared decoder (act_align, 1/R per row, no buffer) splits each fp16 activation "
+    "into sign, 11-bit significand and e' = max(e, 1), keeps the group's running maximum exponent E (max over "
+    "the steps so far) and gives every lane its shift E - e'. Per row and lane: an exact signed 8x12-bit "
+    "multiply (int8 x +-sig11, 19-bit product, no rounding, no per-weight dequantization), an arithmetic right "
+    "shift of the product with {F} guard bits to E (floor), an exact integer adder tree, and one block "
+    "accumulator per row, P = (P >> (E_s - E_s-1)) + tree, {pb} bits (no product register: multiply -> shift "
+    "-> tree -> accumulator in one cycle, like bitmix's decode -> shift -> tree -> group sum). After each group "
+    "the rows' sums go through the bitmix engine's own shared pipelined rescale unit (rtl.rescale.RescaleUnit, "
+    "fp16 scales, zero point tied off; 1/R per row): Q = P x sig_s, fp32 RNE conversion, fp32 RNE accumulation, "
+    "one row per cycle while the rows compute the next group. No fp adder per lane. Storage: the act, wgt and "
+    "meta streams (activation vector, weight memory) are outside the design as for bitmix; the per-group "
+    "scale registers are in top only, as bitmix's; it needs no group buffer. Result = sw.baselines.{golden} "
+    "bit for bit (error bound in its module docstring). Throughput {L} MACs/cycle per row (int8; int4 codes "
+    "sign-extended into the int8 slots run at the same rate) whenever a group takes at least R + 2 cycles, as "
+    "for bitmix's records: at R = 16 with G/L = {S} a group would wait {wait} cycles for the shared unit. "
+    "Tile = K/{L} + 1 cycles, results R + 6 cycles after the last step. Same five streams, payload layouts and "
+    "handshakes as the bitmix engine."
+)
 
 
 def baseline_designs(cfg: EngineConfig | None = None) -> list[Design]:
     """The FP16xFP16 MAC and FP16xINT8 bit-parallel baselines for ``cfg``'s R, L, G, max_groups."""
-    from rtl.baselines import (FP16_CODE_BITS, INT8_CODE_BITS, Fp16Int8Engine, Fp16Int8Row, Fp16MacEngine,
-                               Fp16MacRow)
-    from rtl.fp16_mul import Fp16Mul, Int8Fp16Dequant
+    from rtl.baselines import (FP16_CODE_BITS, GUARD_BITS, INT8_CODE_BITS, Fp16Int8Engine, Fp16Int8Row,
+                               Fp16MacEngine, Fp16MacRow, Int8ActAlign, Int8GroupRescale)
+    from rtl.fp16_mul import Fp16Mul
     from rtl.fp32 import Fp32Adder
+    from sw.baselines import int8_psum_bits
 
     cfg = cfg or load()
     R, L, G = cfg.rows, cfg.lanes, cfg.group_size
@@ -70,6 +90,9 @@ def baseline_designs(cfg: EngineConfig | None = None) -> list[Design]:
                   "tile_cycles": f"K/{L} + {levels} + 1"})
         return d
 
+    S = G // L
+    pb = int8_psum_bits(G, GUARD_BITS)
+
     fp16 = Design(
         name="fp16xfp16_mac",
         description=FP16_MAC_DESCRIPTION.format(golden="fp16_mac_gemv", **fmt),
@@ -79,14 +102,22 @@ def baseline_designs(cfg: EngineConfig | None = None) -> list[Design]:
         top=lambda: Fp16MacEngine(cfg),
         params=params("fp16xfp16_mac", FP16_CODE_BITS),
     )
+    int8_params = cfg.to_dict()
+    int8_params.update({"baseline": "fp16xint8_parallel", "code_bits": INT8_CODE_BITS, "act_format": "fp16",
+                        "product": "exact int8 x signed 11-bit significand (19 bits)",
+                        "alignment": "running max exponent of the group, floor shift", "guard_bits": GUARD_BITS,
+                        "psum_bits": pb, "rescale": "rtl.rescale.RescaleUnit shared by R rows (fp16 scales)",
+                        "accumulator": "fp32 RNE", "tile_cycles": f"K/{L} + 1"})
     int8 = Design(
         name="fp16xint8_parallel",
-        description=FP16_INT8_DESCRIPTION.format(golden="fp16_int8_gemv", **fmt),
-        components={"pe": lambda: Fp16Int8Row(L), "dequant": lambda: Int8Fp16Dequant(),
-                    "fp16_mul": lambda: Fp16Mul(), "fp32_adder": lambda: Fp32Adder()},
-        per_row={"pe": 1.0},
+        description=FP16_INT8_DESCRIPTION.format(golden="fp16_int8_gemv", F=GUARD_BITS, pb=pb, S=S,
+                                                 wait=max(0, 16 + 2 - S), **fmt),
+        components={"pe": lambda: Fp16Int8Row(lanes=L, group_size=G),
+                    "act_align": lambda: Int8ActAlign(lanes=L),
+                    "rescale_unit": lambda: Int8GroupRescale(rows=R, psum_bits=pb)},
+        per_row={"pe": 1.0, "act_align": 1.0 / R, "rescale_unit": 1.0 / R},
         macs_per_cycle={"int8": float(L)},
         top=lambda: Fp16Int8Engine(cfg),
-        params=params("fp16xint8_parallel", INT8_CODE_BITS),
+        params=int8_params,
     )
     return [fp16, int8]

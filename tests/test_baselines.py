@@ -1,8 +1,9 @@
-"""FP16xFP16 MAC and FP16xINT8 bit-parallel baselines: golden models and cocotb runs.
+"""FP16xFP16 MAC and FP16xINT8 (``fma_int8``-style) baselines: golden models and cocotb runs.
 
-* ``sw.baselines`` golden models: hand-checked examples (reduction order, dequantization
-  tie), an independent scalar (numpy float32) model, the documented error bounds against the
-  float64 references on 4096-wide layers, input checks;
+* ``sw.baselines`` golden models: hand-checked examples (reduction order; FP16xINT8 block
+  alignment, floor of negative products, accumulator shift), independent scalar models
+  (numpy float32 for the FP16 MAC; Python integers and ``fractions`` for FP16xINT8), the
+  documented error bounds against the float64 references on 4096-wide layers, input checks;
 * the RTL (``rtl.baselines``) under cocotb through the engine's own testbench
   (``verif/test_engine.py``) on Icarus and Verilator: random, corner and IEEE-special data,
   random stalls on every stream, back-pressure, a reset in the middle of a first GEMV; a
@@ -20,6 +21,7 @@ import torch
 import sw
 from gen.config import load
 from sw import baselines as SB
+from fractions import Fraction
 
 
 def _checked_only(component):
@@ -65,15 +67,54 @@ def _int8_q(codes, scale, group_size):
 
 
 def test_fp16_int8_hand_checked():
-    s = float(torch.tensor(0.1, dtype=torch.float16))            # 0.0999755859375
-    q = _int8_q([3, -1, 127, 0], s, 4)
-    w16 = SB.dequantize_int8_fp16(q)
-    # 3s = 0.2999267578125 is a tie between fp16 neighbours: to even 0.2998046875;
-    # 127s = 12.6968994140625 rounds to 12.6953125 (ulp 2^-7)
-    assert w16.tolist() == [[0.2998046875, -0.0999755859375, 12.6953125, 0.0]]
-    x = torch.ones(4, dtype=torch.float16)
-    assert SB.fp16_int8_gemv(q, x, 4).item() == 0.2998046875 + 12.6953125 - 0.0999755859375
-    assert SB.reference_int8(q, x).item() == 129 * s
+    # one group of 4 on 2 lanes, F = 8 guard bits. Step 0: x = 1.0 (e'=15, sig 1024), -2^-10
+    # (e'=5, sig 1024); step 1: x = 4.0 (e'=17), 1.5 (e'=15, sig 1536).
+    x = torch.tensor([1.0, -2.0 ** -10, 4.0, 1.5], dtype=torch.float16)
+    q = _int8_q([3, 1, -1, 5], 0.5, 4)
+    tr = SB.fp16_int8_gemv(q, x, 2, trace=True)
+    # E_0 = 15: a = 3*1024*256 = 786432 and floor(-1024*256 / 2^10) = -256 -> T_0 = 786176
+    # E_1 = 17: P = floor(786176 / 4) + floor(-1024*256 / 1) + floor(5*1536*256 / 4) = 196544 - 262144 + 491520
+    assert tr.E.tolist() == [17] and tr.ea.tolist() == [17 - 25 - 8]
+    assert tr.P.tolist() == [[425920]]
+    assert tr.y.item() == 425920 * 2.0 ** -16 * 0.5                  # exact: 3 - 2^-10 - 4 + 7.5, times 0.5
+    assert SB.reference_int8(q, x).item() == (3 - 2.0 ** -10 - 4 + 7.5) * 0.5
+    # the floor of a negative product shifted out entirely is -1, not 0
+    x = torch.tensor([2.0 ** 15, -(2.0 ** -24)], dtype=torch.float16)
+    tr = SB.fp16_int8_gemv(_int8_q([0, 1], 1.0, 2), x, 2, guard_bits=0, trace=True)
+    assert tr.P.tolist() == [[-1]] and tr.y.item() == -(2.0 ** (30 - 25))
+    # the running maximum: the accumulator floors by 2^(E_s - E_{s-1}) when the exponent grows
+    x = torch.tensor([-(2.0 ** -14), 2.0 ** 0], dtype=torch.float16)     # e' = 1, then 15
+    tr = SB.fp16_int8_gemv(_int8_q([1, 1], 1.0, 2), x, 1, guard_bits=0, trace=True)
+    assert tr.P.tolist() == [[-1 + 1024]]                                # floor(-1024 / 2^14) = -1
+    assert SB.int8_psum_bits(128) == 34 and SB.int8_psum_bits(128, 0) == 26 and SB.int8_psum_bits(1) == 27
+
+
+def _int8_scalar_model(codes, scales, x16: np.ndarray, G: int, lanes: int, F: int) -> np.ndarray:
+    """Independent model of steps 1-6 with Python integers, exact fractions and numpy float32."""
+    O, K = codes.shape
+    out = np.zeros(O, dtype=np.float32)
+    bits = x16.view(np.uint16).astype(int)
+    for o in range(O):
+        y = np.float32(0.0)
+        for gi in range(K // G):
+            E_prev, P = None, 0
+            for st in range(G // lanes):
+                ks = range(gi * G + st * lanes, gi * G + (st + 1) * lanes)
+                effs = {k: max((int(bits[k]) >> 10) & 31, 1) for k in ks}
+                E = max(effs.values()) if E_prev is None else max(E_prev, *effs.values())
+                T = 0
+                for k in ks:
+                    b = int(bits[k])
+                    sig = (b & 0x3FF) | ((((b >> 10) & 31) != 0) << 10)
+                    p = int(codes[o, k]) * (-sig if b >> 15 else sig)
+                    T += (p * 2 ** F) // 2 ** (E - effs[k])
+                P = T if E_prev is None else P // 2 ** (E - E_prev) + T
+                E_prev = E
+            s = Fraction(float(scales[o, gi]))
+            q = np.float32(float(Fraction(P) * 2 ** Fraction(E_prev - 25 - F) * s))   # exact, then one RNE
+            y = np.float32(y + q)
+        out[o] = y
+    return out
 
 
 def _scalar_model(w16: np.ndarray, x16: np.ndarray, lanes: int) -> np.ndarray:
@@ -109,9 +150,21 @@ def test_golden_equals_scalar_model(lanes):
     x = (torch.randn(K, generator=g) * torch.exp(3 * torch.randn(K, generator=g))).clamp(-6e4, 6e4).half()
     w[0, 1], w[1, 2], x[5] = float("inf"), float("nan"), -0.0
     assert _same_bits(SB.fp16_mac_gemv(w, x, lanes), _scalar_model(w.numpy(), x.numpy(), lanes))
-    q = sw.quantize(torch.randn(6, K, generator=g) * 100, "int8", group_size=K // 2)
-    w16 = SB.dequantize_int8_fp16(q)
-    assert _same_bits(SB.fp16_int8_gemv(q, x, lanes), _scalar_model(w16.numpy(), x.numpy(), lanes))
+
+
+
+@pytest.mark.parametrize("lanes,G,F", [(1, 4, 8), (3, 12, 0), (4, 32, 8), (8, 64, 16)])
+def test_int8_golden_equals_scalar_model(lanes, G, F):
+    g = torch.Generator().manual_seed(100 + lanes)
+    K = 2 * G
+    x = (torch.randn(K, generator=g) * torch.exp(4 * torch.randn(K, generator=g))).clamp(-6e4, 6e4).half()
+    x[0], x[1] = -0.0, 2.0 ** -24
+    q = sw.quantize(torch.randn(5, K, generator=g) * torch.exp(3 * torch.randn(5, 1, generator=g)), "int8",
+                    group_size=G)
+    q.codes[0, ::5] = 128                                           # -128
+    codes = SB.int8_codes(q)
+    ref = _int8_scalar_model(codes, q.scales, x.numpy(), G, lanes, F)
+    assert _same_bits(SB.fp16_int8_gemv(q, x, lanes, guard_bits=F), ref)
 
 
 def test_error_bounds_hold_on_4096_wide_layers():
@@ -127,14 +180,15 @@ def test_error_bounds_hold_on_4096_wide_layers():
     assert (err / bound).max() < 0.5
     q = sw.quantize(torch.randn(O, K, generator=g) * torch.exp(torch.randn(O, 1, generator=g)), "int8",
                     group_size=128)
-    y, ref, bound = SB.fp16_int8_gemv(q, x, L), SB.reference_int8(q, x), SB.error_bound_int8(q, x, L)
-    err = (y.double() - ref).abs()
-    assert torch.all(err <= bound), (err / bound).max()
-    assert (err / bound).max() < 0.5
-    # the dequantization rounding dominates (fp16 weights are ~11-bit accurate): the bound is
-    # about 2^-11 of sum |c s x|, not vacuous
     abs_qx = (SB.int8_codes(q).double() * q.scales.double().repeat_interleave(128, 1)).abs() @ x.double().abs()
-    assert err.max() > 0 and torch.all(bound <= 2.0 ** -10 * abs_qx)
+    for F in (8, 0):
+        y, ref = SB.fp16_int8_gemv(q, x, L, guard_bits=F), SB.reference_int8(q, x)
+        bound = SB.error_bound_int8(q, x, L, guard_bits=F)
+        err = (y.double() - ref).abs()
+        assert torch.all(err <= bound), (F, (err / bound).max())
+        assert err.max() > 0 and (err / bound).max() < 0.5
+        # not vacuous: with the default 8 guard bits about fp32 accuracy
+        assert torch.all(bound <= (2.0 ** -14 if F == 8 else 2.0 ** -6) * abs_qx), (F, (bound / abs_qx).max())
 
 
 @pytest.mark.parametrize("lanes", [3, 4, 8, 16])
@@ -164,6 +218,13 @@ def test_golden_input_checks():
         SB.fp16_int8_gemv(sw.quantize(torch.randn(2, 8), "int4", group_size=4), x, 4)
     with pytest.raises(ValueError, match="fp16 group scales"):
         SB.fp16_int8_gemv(sw.quantize(torch.randn(2, 8), "int8", group_size=4, scale_format="bf16"), x, 4)
+    q = sw.quantize(torch.randn(2, 8), "int8", group_size=4)
+    with pytest.raises(ValueError, match=r"^guard_bits=17 must be an int in 0\.\.16$"):
+        SB.fp16_int8_gemv(q, x, 4, guard_bits=17)
+    with pytest.raises(ValueError, match="^K=4 is not a multiple of lanes=3$"):
+        SB.fp16_int8_gemv(q, x, 3)
+    with pytest.raises(ValueError, match="^x holds inf/NaN"):
+        SB.fp16_int8_gemv(q, torch.full((8,), float("inf"), dtype=torch.float16), 4)
 
 
 # =========================================================================== interface
@@ -201,12 +262,42 @@ def test_designs_registry():
     ds = baseline_designs(cfg)
     assert [d.name for d in ds] == ["fp16xfp16_mac", "fp16xint8_parallel"]
     assert ds[0].macs_per_cycle == {"fp16": 8.0} and ds[1].macs_per_cycle == {"int8": 8.0}
+    assert ds[0].per_row == {"pe": 1.0}
+    assert ds[1].per_row == {"pe": 1.0, "act_align": 1 / cfg.rows, "rescale_unit": 1 / cfg.rows}
     for d in ds:
-        assert set(d.per_row) <= set(d.components) and d.per_row == {"pe": 1.0}
+        assert set(d.per_row) <= set(d.components)
         assert _checked_only(d.components["pe"]()).lanes == cfg.lanes
         assert _checked_only(d.top()).cfg is cfg
-        assert "halving tree" in d.description and "3 cycles" in d.description
+    assert "halving tree" in ds[0].description and "3 cycles" in ds[0].description
+    assert "RescaleUnit" in ds[1].description and "34 bits" in ds[1].description
+    assert _checked_only(ds[1].components["rescale_unit"]()).psum_bits == 34
     assert {"fp16xfp16_mac", "fp16xint8_parallel"} <= {d.name for d in default_designs(cfg)}
+
+
+def test_int8_constructor_checks():
+    from rtl.baselines import Fp16Int8Engine, Fp16Int8Row, Int8ActAlign, Int8GroupRescale
+
+    with pytest.raises(ValueError, match=r"^Fp16Int8Row: lanes=0 must be a positive integer$"):
+        Fp16Int8Row(lanes=0, group_size=8)
+    with pytest.raises(ValueError, match=r"^Fp16Int8Row: group_size=12 is not a multiple of lanes=8$"):
+        Fp16Int8Row(lanes=8, group_size=12)
+    with pytest.raises(ValueError, match=r"^Fp16Int8Row: guard_bits=-1 must be an int in 0\.\.16$"):
+        Fp16Int8Row(lanes=8, group_size=16, guard_bits=-1)
+    with pytest.raises(TypeError):
+        Fp16Int8Row(8, 16)                                          # keyword-only
+    with pytest.raises(ValueError, match=r"^Int8ActAlign: lanes=True must be a positive integer$"):
+        Int8ActAlign(lanes=True)
+    with pytest.raises(ValueError, match=r"^Int8GroupRescale: psum_bits=43 must be an int in 2\.\.42 "):
+        Int8GroupRescale(rows=4, psum_bits=43)
+    with pytest.raises(ValueError, match=r"^Int8GroupRescale: rows=0 must be a positive integer$"):
+        Int8GroupRescale(rows=0, psum_bits=34)
+    cfg = dataclasses.replace(load(), group_size=4096, max_groups=4)
+    with pytest.raises(ValueError, match=r"^Fp16Int8Engine: group_size=4096 with guard_bits=16 needs a 47-bit "
+                                         r"group sum; the rescale unit takes at most 42$"):
+        Fp16Int8Engine(cfg, guard_bits=16)
+    with pytest.raises(ValueError, match=r"^Fp16Int8Engine: guard_bits='8' must be an int in 0\.\.16$"):
+        Fp16Int8Engine(load(), guard_bits="8")
+    assert _checked_only(Fp16Int8Engine(load(), guard_bits=0)).psum_bits == 26
 
 
 # =========================================================================== cocotb
@@ -256,10 +347,14 @@ def test_baseline_cycle_count_without_stalls(kind, sim_build_dir):
     report = run_engine(cfg, [c], "icarus", sim_build_dir, verilog_text=_verilog(kind, cfg, "icarus"))
     tiles = math.ceil(O / cfg.rows)
     assert report[0]["mismatches"] == 0
-    # per tile K/L MAC cycles + ceil(log2 L) reduction cycles + 1 command cycle; +2 testbench
+    # FP16 MAC: per tile K/L MAC cycles + ceil(log2 L) reduction cycles + 1 command cycle;
+    # FP16xINT8: per tile K/L + 1, then R + 6 for the last group's rescale; +2 testbench
     # cycles (the drivers present the first beats one edge after the count starts, and the
     # count ends one past the edge that moves the last result)
-    assert report[0]["cycles"] == tiles * SB.tile_cycles(K, cfg.lanes) + 2, report
+    if kind == "fp16":
+        assert report[0]["cycles"] == tiles * SB.tile_cycles(K, cfg.lanes) + 2, report
+    else:
+        assert report[0]["cycles"] == SB.int8_gemv_cycles(tiles, K, cfg.lanes, cfg.rows) + 2, report
 
 
 @pytest.mark.parametrize("kind", ["fp16", "int8"])

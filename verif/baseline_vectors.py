@@ -10,7 +10,9 @@ width ``B``: 16 for FP16, 8 for FP16xINT8).
 Kinds of data: ``random``; ``corners`` (all-zero groups, fp16 subnormal activations and
 weights, max-magnitude weights and activations, mixed magnitudes, a row whose result depends
 on the lane-reduction order; for INT8 the engine's weight corners:
-an all-zero group, a ramp, a huge group, subnormal fp16 scales); ``specials`` (FP16 only:
+an all-zero group, a ramp, a huge group, subnormal fp16 scales, plus codes -128 and a group
+whose activation exponents grow every step, alternating in sign, from 2**-24 to 2**15, so the
+block accumulator shifts on every step and negative products floor away); ``specials`` (FP16 only:
 +-inf and NaN weights and an infinite and a negative-zero activation: +-inf and canonical-NaN results).
 """
 from __future__ import annotations
@@ -175,12 +177,26 @@ def fp16_case(cfg, O: int, K: int, seed: int = 0, kind: str = "random") -> dict:
             "ideal_cycles": tiles * (K // cfg.lanes), "beats": beats, "valid_rows": valid_rows}
 
 
+def _int8_corners(cfg, q, x: torch.Tensor) -> None:
+    """In place: codes -128 at the start of the last row; if ``K >= 3G`` the third group's
+    activations ``(-1)^k 2^(-24 + 39 k/(G-1))`` (rising exponents, alternating signs)."""
+    G = cfg.group_size
+    n = min(G, q.codes.shape[1])
+    q.codes[-1, :n:3] = -128 if q.codes.dtype == torch.int8 else 128
+    if x.numel() >= 3 * G:
+        k = torch.arange(G, dtype=torch.float64)
+        v = torch.exp2(-24 + 39 * k / max(1, G - 1)) * (1 - 2 * (k % 2))
+        x[2 * G:3 * G] = v.clamp(-60000, 60000).to(torch.float16)
+
+
 def int8_case(cfg, O: int, K: int, seed: int = 0, kind: str = "random") -> dict:
     """One GEMV on :class:`rtl.baselines.Fp16Int8Engine` as stream beats (``fmt`` "int8", fp16 scales)."""
     if kind not in ("random", "corners"):
         raise ValueError(f"kind={kind!r}; choose random or corners")
     q = quantize_for(cfg, "int8", O, K, "fp16", seed, kind)
     x = _fp16_acts(cfg, K, seed, kind)
+    if kind == "corners":
+        _int8_corners(cfg, q, x)
     y = SB.fp16_int8_gemv(q, x, cfg.lanes)
     scale_bits = get_scale_format("fp16").to_bits(q.scales).to(torch.int64)
     fmt_index = cfg.formats.index("int8") if "int8" in cfg.formats else 0
