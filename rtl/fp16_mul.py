@@ -1,16 +1,14 @@
-"""IEEE-754 binary16 arithmetic for the FP16 baselines (``rtl/baselines.py``).
+"""IEEE-754 binary16 arithmetic for the FP16xFP16 MAC baseline (``rtl/baselines.py``).
 
-Two purely combinational components:
-
-* :class:`Fp16Mul` -- the exact product of two fp16 numbers, as fp32 bits. An fp16
-  significand has 11 bits, so the product of two has at most 22 (<= 24: no rounding), and
-  its magnitude lies in ``[2**-48, 65504**2 < 2**32]``: always an fp32 *normal* (or zero).
-  The product therefore needs no rounding, no subnormal output path and no overflow check.
-* :class:`Int8Fp16Dequant` -- ``fp16_RNE(code * scale)`` for a two's complement int8 code and
-  an fp16 scale: the weight dequantizer of the FP16xINT8 (ANT/OliVe-style) baseline.
-
-Both implement the IEEE special cases of their formats: subnormal inputs, signed zeros,
+:class:`Fp16Mul` -- the exact product of two fp16 numbers, as fp32 bits, purely
+combinational. An fp16 significand has 11 bits, so the product of two has at most 22 (<= 24:
+no rounding), and its magnitude lies in ``[2**-48, 65504**2 < 2**32]``: always an fp32
+*normal* (or zero). The product therefore needs no rounding, no subnormal output path and no
+overflow check. It implements the IEEE special cases: subnormal inputs, signed zeros,
 infinities and NaNs.
+
+(The FP16xINT8 baseline multiplies integer codes by fp16 significands directly and needs no
+fp16 arithmetic of its own: ``rtl.baselines.Fp16Int8Row``.)
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal
@@ -19,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from .fp32 import FP32_POS_INF, FP32_QNAN, leading_zeros
 
-__all__ = ["Fp16Mul", "Int8Fp16Dequant", "FP16_POS_INF", "FP16_QNAN"]
+__all__ = ["Fp16Mul", "FP16_POS_INF", "FP16_QNAN"]
 
 FP16_POS_INF = 0x7C00
 FP16_QNAN = 0x7E00          # canonical quiet NaN
@@ -89,81 +87,4 @@ class Fp16Mul(wiring.Component):
             m.d.comb += self.p.eq(Cat(Const(0, 31), sign))
         with m.Else():
             m.d.comb += self.p.eq(Cat(frac, be, sign))
-        return m
-
-
-class Int8Fp16Dequant(wiring.Component):
-    """``w = fp16_RNE(code * scale)``: an int8 weight code dequantized with an fp16 scale.
-
-    Ports
-    -----
-    code : In(8)
-        Two's complement int8 (``-128..127``; ``sw.quantize(..., "int8")`` uses ``-127..127``).
-    scale : In(16)
-        fp16 bit pattern of the group scale (any value, specials included).
-    w : Out(16)
-        fp16 bit pattern of ``code * scale`` rounded to nearest, ties to even: subnormal results
-        kept (the smallest non-zero ``|code * scale|`` is ``2**-24``, itself representable, so
-        nothing rounds to zero), magnitudes that round beyond 65504 give +-inf; sign =
-        ``sign(code) xor sign(scale)`` (code 0 counts as positive: ``0 * (-s) = -0``);
-        ``code * inf`` = +-inf for ``code != 0``, ``0 * inf`` and ``code * NaN`` give the
-        canonical quiet NaN ``0x7E00``.
-
-    Equal bit for bit to ``(code.float() * scale.float()).to(torch.float16)`` (the float32
-    product is exact: 8 x 11 significand bits), NaN payloads aside.
-
-    Latency: purely combinational (0 cycles), no state, no reset.
-
-    Structure: |code| (8 bits) x 11-bit scale significand -> 18-bit ``M`` with value
-    ``M * 2**(max(e,1) - 25)`` -> leading-zero count -> left shift limited so the biased
-    exponent stays >= 1 (gradual underflow in the same shifter) -> RNE round/pack (the carry
-    of a round-up moves into the exponent field) -> overflow to inf -> special override.
-    """
-
-    code: In(8)
-    scale: In(16)
-    w: Out(16)
-
-    def elaborate(self, platform):
-        m = Module()
-        ss, es, ms, zs, is_inf, is_nan = _unpack_fp16(m, self.scale, "s")
-        neg_c = self.code[7]
-        mag_c = Signal(8)
-        m.d.comb += mag_c.eq(Mux(neg_c, -self.code, self.code))   # |-128| = 128 fits 8 bits
-        zc = mag_c == 0
-        sign = Signal()
-        m.d.comb += sign.eq(neg_c ^ ss)
-
-        prod = Signal(18)                       # <= 128 * 2047 < 2**18
-        m.d.comb += prod.eq(mag_c * ms)
-        # value = prod * 2**(es - 25); with the leading one at bit 17 - lz the fp16 biased
-        # exponent is be = es - 25 + 17 - lz + 15 = es + 7 - lz. Shift left by at most es + 6
-        # so that be >= 1; a smaller shift leaves a subnormal (be = 1, no implicit bit).
-        lz = leading_zeros(m, prod, "dq_lz")
-        lim = Signal(6)
-        m.d.comb += lim.eq(es + 6)
-        sh = Signal(5)
-        m.d.comb += sh.eq(Mux(lz > lim, lim, lz))
-        norm = Signal(18)
-        m.d.comb += norm.eq((prod << sh)[:18])
-        be_m1 = Signal(6)                        # be - 1 = es + 6 - sh, in 0..36
-        m.d.comb += be_m1.eq(lim - sh)
-        sig11 = norm[7:18]
-        guard = norm[6]
-        sticky = Signal()
-        m.d.comb += sticky.eq(norm[:6].any())
-        round_up = Signal()
-        m.d.comb += round_up.eq(guard & (sticky | sig11[0]))
-        packed = Signal(17)
-        m.d.comb += packed.eq((be_m1 << 10) + sig11 + round_up)
-        overflow = packed >= FP16_POS_INF
-
-        with m.If(is_nan | (is_inf & zc)):
-            m.d.comb += self.w.eq(FP16_QNAN)
-        with m.Elif(is_inf | overflow):
-            m.d.comb += self.w.eq(Cat(Const(FP16_POS_INF, 15), sign))
-        with m.Elif(zc | zs):
-            m.d.comb += self.w.eq(Cat(Const(0, 15), sign))
-        with m.Else():
-            m.d.comb += self.w.eq(Cat(packed[:15], sign))
         return m

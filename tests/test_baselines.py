@@ -13,6 +13,7 @@
 import dataclasses
 import functools
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -21,7 +22,6 @@ import torch
 import sw
 from gen.config import load
 from sw import baselines as SB
-from fractions import Fraction
 
 
 def _checked_only(component):
