@@ -373,6 +373,7 @@ def test_baseline_default_config(kind, sim_build_dir):
     ("fp16", 1, 1, 4),      # one lane: no reduction level, the last MAC step writes the result
     ("int8", 3, 3, 6),      # three lanes: a non-power-of-two tree (n=3 -> 2 -> 1)
     ("int8", 2, 4, 4),      # one step per group: a meta beat with every weight beat
+    ("int8", 1, 1, 4),      # one row (the rescale unit drains between batches), one lane
     ("fp16", 2, 2, 2),
 ])
 def test_baseline_odd_shapes(kind, rows, lanes, group_size, sim_build_dir):
