@@ -296,7 +296,13 @@ _ENGINE_DOC = """
 
 class Fp16MacEngine(_BaselineEngine):
     __doc__ = ("""FP16 x FP16 MAC baseline: ``R`` rows x ``L`` lanes, each lane an fp16 multiplier
-    (exact product in fp32) and an fp32 accumulator (:class:`Fp16MacRow`).""" + _ENGINE_DOC.format(
+    (exact product in fp32) and an fp32 accumulator (:class:`Fp16MacRow`).
+
+    Why this is what a competent designer builds for fp16 weights: every product carries its
+    own exponent (the weight's plus the activation's), there is no group scale to factor out
+    and no exponent shared by the rows, so the standard FP16 MAC keeps one exact fp16
+    multiplier (11x11 bits, never rounded) and one fp32 RNE accumulator per lane, and reuses
+    the lane adders for the final reduction instead of adding a tree of its own.""" + _ENGINE_DOC.format(
         B=16, Bm1=15, mtop=33, scale_note="no group scale", wdesc="fp16 weight (raw bits)",
         meta_note="always ready: every beat is accepted and discarded (fp16 weights carry\n        no "
                   "group scale; a host may send the engine's one beat per group per tile, or none)",
