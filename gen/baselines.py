@@ -64,7 +64,7 @@ FP16_INT8_DESCRIPTION = (
     "scale registers are in top only, as bitmix's; it needs no group buffer. Result = sw.baselines.{golden} "
     "bit for bit (error bound in its module docstring). Throughput {L} MACs/cycle per row (int8; int4 codes "
     "sign-extended into the int8 slots run at the same rate) whenever a group takes at least R + 2 cycles, as "
-    "for bitmix's records: at R = 16 with G/L = {S} a group would wait {wait} cycles for the shared unit. "
+    "for bitmix's records{wait_note}. "
     "Tile = K/{L} + 1 cycles, results R + 6 cycles after the last step. Same five streams, payload layouts and "
     "handshakes as the bitmix engine."
 )
@@ -85,13 +85,18 @@ def baseline_designs(cfg: EngineConfig | None = None) -> list[Design]:
 
     def params(kind: str, code_bits: int) -> dict:
         d = cfg.to_dict()
-        d.update({"baseline": kind, "code_bits": code_bits, "act_format": "fp16", "accumulator": "fp32",
+        d.pop("act_bits", None)
+        d.update({"formats": ["fp16"], "scale_formats": "none",
+                  "baseline": kind, "code_bits": code_bits, "act_format": "fp16", "accumulator": "fp32",
                   "reduction": "halving tree on the lane adders", "reduction_cycles": levels,
                   "tile_cycles": f"K/{L} + {levels} + 1"})
         return d
 
     S = G // L
     pb = int8_psum_bits(G, GUARD_BITS)
+    wait_note = (f" (here, R = {R} rows and G/L = {S} steps per group, an engine built at R = {R} would wait "
+                 f"{R + 2 - S} cycles per group for the shared unit: {L * S / (R + 2):.2f} MACs/cycle)"
+                 if S < R + 2 else "")
 
     fp16 = Design(
         name="fp16xfp16_mac",
@@ -103,15 +108,16 @@ def baseline_designs(cfg: EngineConfig | None = None) -> list[Design]:
         params=params("fp16xfp16_mac", FP16_CODE_BITS),
     )
     int8_params = cfg.to_dict()
-    int8_params.update({"baseline": "fp16xint8_parallel", "code_bits": INT8_CODE_BITS, "act_format": "fp16",
+    int8_params.pop("act_bits", None)
+    int8_params.update({"formats": ["int8"], "scale_formats": ["fp16"],"baseline": "fp16xint8_parallel", "code_bits": INT8_CODE_BITS, "act_format": "fp16",
                         "product": "exact int8 x signed 11-bit significand (19 bits)",
                         "alignment": "running max exponent of the group, floor shift", "guard_bits": GUARD_BITS,
                         "psum_bits": pb, "rescale": "rtl.rescale.RescaleUnit shared by R rows (fp16 scales)",
                         "accumulator": "fp32 RNE", "tile_cycles": f"K/{L} + 1"})
     int8 = Design(
         name="fp16xint8_parallel",
-        description=FP16_INT8_DESCRIPTION.format(golden="fp16_int8_gemv", F=GUARD_BITS, pb=pb, S=S,
-                                                 wait=max(0, 16 + 2 - S), **fmt),
+        description=FP16_INT8_DESCRIPTION.format(golden="fp16_int8_gemv", F=GUARD_BITS, pb=pb,
+                                                 wait_note=wait_note, **fmt),
         components={"pe": lambda: Fp16Int8Row(lanes=L, group_size=G),
                     "act_align": lambda: Int8ActAlign(lanes=L),
                     "rescale_unit": lambda: Int8GroupRescale(rows=R, psum_bits=pb)},
