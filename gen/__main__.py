@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import ConfigError, DEFAULT_TOML, load
+from .config import DEFAULT_TOML, ConfigError, load
 
 
 def main(argv=None) -> int:

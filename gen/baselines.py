@@ -53,8 +53,7 @@ FP16_INT8_DESCRIPTION = (
 
 def baseline_designs(cfg: EngineConfig | None = None) -> list[Design]:
     """The FP16xFP16 MAC and FP16xINT8 bit-parallel baselines for ``cfg``'s R, L, G, max_groups."""
-    from rtl.baselines import (FP16_CODE_BITS, INT8_CODE_BITS, Fp16Int8Engine, Fp16Int8Row, Fp16MacEngine,
-                               Fp16MacRow)
+    from rtl.baselines import FP16_CODE_BITS, INT8_CODE_BITS, Fp16Int8Engine, Fp16Int8Row, Fp16MacEngine, Fp16MacRow
     from rtl.fp16_mul import Fp16Mul, Int8Fp16Dequant
     from rtl.fp32 import Fp32Adder
 

@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 from . import area as A
-from .report import Job, run_jobs
+from .cache import Cache
+from .jobs import Job, run_jobs
 
 LANES = (4, 8, 16, 32)
 ROWS = (1, 4, 16)
@@ -74,12 +75,13 @@ def run(cfg, lanes=LANES, rows=ROWS, set_names=None, work: Path = Path("build/sw
         out: Path = Path("build/reports"), parts=("generic", "ge"), fpga: bool = False, jobs: int = 2,
         use_cache: bool = True, progress: bool = True, timeout: float = 3600.0, log=print) -> dict:
     from sw import terms as T
+
     from .designs import engine_design
 
     t_start = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    cache = A.Cache(work / "cache") if use_cache else None
+    cache = Cache(work / "cache") if use_cache else None
     sets = format_sets(cfg, set_names)
 
     # 1. Verilog, deduplicated by content

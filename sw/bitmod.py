@@ -22,8 +22,8 @@ import torch
 from . import formats as F
 from .formats.element import CHUNK
 from .group_formats import GroupFormat, register
-from .scaling import encode_scaled, finite_amax, round_scale
 from .quantized import QuantizedTensor, from_groups, groups_to_meta, to_groups
+from .scaling import encode_scaled, finite_amax, round_scale
 
 #: BitMoD format -> the element family whose four variants it mixes.
 FAMILIES = {"bitmod4": "fp4", "bitmod3": "fp3"}

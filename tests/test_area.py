@@ -11,6 +11,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from gen import area as A
+from gen import cache as C
 
 NAND_V = "module nand_top(input a, input b, output y);\n  assign y = ~(a & b);\nendmodule\n"
 INV_V = "module inv_top(input a, output y);\n  assign y = ~a;\nendmodule\n"
@@ -136,9 +137,9 @@ def test_ecp5_place_and_route(tools, tmp_path):
 
 def test_cache_hits_on_same_verilog(tools, tmp_path):
     p = write(tmp_path, "nand_top", NAND_V)
-    cache = A.Cache(tmp_path / "cache")
-    first = A.cached(cache, p, "nand_top", "asic", {"parts": ["ge"]}, lambda: A.asic_metrics(p, "nand_top", ["ge"]))
-    again = A.cached(cache, p, "nand_top", "asic", {"parts": ["ge"]}, lambda: pytest.fail("not cached"))
+    cache = C.Cache(tmp_path / "cache")
+    first = C.cached(cache, p, "nand_top", "asic", {"parts": ["ge"]}, lambda: A.asic_metrics(p, "nand_top", ["ge"]))
+    again = C.cached(cache, p, "nand_top", "asic", {"parts": ["ge"]}, lambda: pytest.fail("not cached"))
     assert not first["cached"] and again["cached"] and again["ge"] == first["ge"]
     p.write_text(NAND_V.replace("~(a & b)", "~(a | b)"))
     assert cache.get(cache.key(p, "nand_top", "asic", {"parts": ["ge"]})) is None
