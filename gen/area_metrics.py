@@ -84,7 +84,7 @@ def _cm(design: dict | None, comp: str, key: str):
 
 
 def targets(rep: dict) -> list[dict]:
-    """Issue 4's targets, evaluated on the report: measured figure, target, met, what limits it."""
+    """The engine's area targets, evaluated on the report: measured figure, target, met, what limits it."""
     by = {d["name"]: d for d in rep["designs"]}
 
     def kge(name, fmt):

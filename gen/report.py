@@ -12,7 +12,7 @@ Writes ``build/reports/area.json`` (tool versions, config, every figure, run tim
 ``area_macs_per_kge.png``, ``area_ecp5_per_row.png``). Results are cached by a hash of the
 Verilog and the flow (``build/area/cache``), so a rerun only measures what changed.
 
-``python -m gen area [--config X] [--no-fpga] [--no-top] [--designs a,b] ...``; figures are
+``bitmix area [--config X] [--no-fpga] [--no-top] [--designs a,b] ...``; figures are
 measured and written down, never asserted by tests.
 """
 from __future__ import annotations
@@ -177,8 +177,8 @@ def failures(rep: dict) -> list[str]:
     return out
 
 
-def parser(ap: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    ap = ap or argparse.ArgumentParser(prog="python -m gen area", description=__doc__.split("\n")[0])
+def parser(ap: argparse.ArgumentParser | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    ap = ap or argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--config", "-c", help="TOML config (default: the embedded default)")
     ap.add_argument("--out", "-o", default="build/reports", help="report directory (default: build/reports)")
     ap.add_argument("--work", default="build/area", help="Verilog, tool files and cache (default: build/area)")
@@ -204,12 +204,12 @@ def parser(ap: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser
 AREA_ROWS = 16
 
 
-def main(argv=None) -> int:
-    return run_args(parser().parse_args(argv))
+def main(argv=None, prog: str | None = None) -> int:
+    return run_args(parser(prog=prog).parse_args(argv))
 
 
 def run_args(args: argparse.Namespace) -> int:
-    """Run with arguments parsed by :func:`parser` (also from ``python -m gen``'s subparser)."""
+    """Run with arguments parsed by :func:`parser`."""
     from .config import ConfigError, load
     from .designs import default_designs
     try:

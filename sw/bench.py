@@ -75,8 +75,8 @@ def markdown(rep: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m sw.bench", description=__doc__.splitlines()[0])
+def main(argv=None, prog: str = "bitmix bench") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--out", default="build/reports")
     args = ap.parse_args(argv)
@@ -88,7 +88,8 @@ def main(argv=None) -> None:
     (out / "bench_sw.md").write_text(md)
     print(md)
     print(f"written: {out / 'bench_sw.json'}, {out / 'bench_sw.md'}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """The format catalogue: one Markdown table of every format, generated from the registry.
 
-``python -m sw.catalog`` prints it; the README embeds its output and a test keeps the
+``bitmix formats`` (alias ``python -m sw.catalog``) prints it; the README embeds its output and a test keeps the
 two identical, so the README cannot drift from the code.
 """
 from __future__ import annotations
@@ -46,5 +46,19 @@ def markdown() -> str:
             "element's width):\n\n" + element_table() + "\n\nGroup formats:\n\n" + group_table() + "\n")
 
 
+def main(argv=None, prog: str = "bitmix formats") -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog=prog, description="The format catalogue: every element and group format "
+                                 "with its bits, values and bits per weight (Markdown, as in the README).")
+    ap.add_argument("--names", action="store_true", help="only the format names, one per line")
+    args = ap.parse_args(argv)
+    if args.names:
+        from . import group_formats as GF
+        print("\n".join(F.names() + GF.names()))
+    else:
+        print(markdown(), end="")
+    return 0
+
+
 if __name__ == "__main__":
-    print(markdown(), end="")
+    raise SystemExit(main())

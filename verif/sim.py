@@ -1,4 +1,4 @@
-"""``make sim`` / ``python -m verif.sim``: the engine testbenches on Icarus and Verilator.
+"""``bitmix sim`` (``make sim``): the engine testbenches on Icarus and Verilator.
 
 Runs, per simulator, the whole engine under cocotb against ``sw.datapath`` (bit for bit):
 
@@ -93,8 +93,8 @@ def markdown(cfg: EngineConfig, results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m verif.sim", description=__doc__.splitlines()[0])
+def main(argv=None, prog: str = "bitmix sim") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--config", "-c", help="TOML config (default: the embedded default)")
     ap.add_argument("--sim", nargs="+", default=["icarus", "verilator"], choices=["icarus", "verilator"])
     ap.add_argument("--quick", action="store_true", help="K=1024 instead of 2048 for the stall runs")
