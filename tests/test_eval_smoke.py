@@ -14,6 +14,8 @@ from sw.eval.context import PRESETS, EvalContext
 from sw.eval.data import splits, tokenize, wiki_text
 from sw.eval.models import DEFAULT_CACHE, load_smollm2
 
+pytestmark = pytest.mark.eval
+
 pytest.importorskip("gguf")
 
 
