@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import re
 import sys
 import time
 from pathlib import Path
+
+from sw.report_files import write_report
 
 from . import area as A
 from .area_markdown import fmt_value, markdown, plots
@@ -150,13 +151,11 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
                     "errors": sum(1 for r in runs if "error" in r)},
     }
     rep["timings"]["total_s"] = round(time.perf_counter() - t_start, 2)
-    (out / "area.json").write_text(json.dumps(rep, indent=1, default=str) + "\n")
-    (out / "area.md").write_text(markdown(rep))
+    write_report(out, "area", rep, markdown(rep))
     rep["targets"] = targets(rep)
     rep["plots"] = plots(rep, out)
     rep["timings"]["total_s"] = round(time.perf_counter() - t_start, 2)
-    (out / "area.json").write_text(json.dumps(rep, indent=1, default=str) + "\n")
-    (out / "area.md").write_text(markdown(rep))
+    write_report(out, "area", rep, markdown(rep))
     return rep
 
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import json
 import os
 import platform
 import re
 import sys
 import time
 from pathlib import Path
+
+from sw.report_files import write_report
 
 from . import area as A
 from .cache import Cache
@@ -179,8 +180,7 @@ def run(cfg, lanes=LANES, rows=ROWS, set_names=None, work: Path = Path("build/sw
     }
     rep["plots"] = [plot(points, out / "sweep_pareto.png")]
     rep["timings"]["total_s"] = round(time.perf_counter() - t_start, 2)
-    (out / "sweep.json").write_text(json.dumps(rep, indent=1, default=str) + "\n")
-    (out / "sweep.md").write_text(markdown(rep))
+    write_report(out, "sweep", rep, markdown(rep))
     return rep
 
 
