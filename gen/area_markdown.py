@@ -145,7 +145,9 @@ def markdown(rep: dict) -> str:
     L.append("")
     L.append("## Run times\n")
     tm = rep["timings"]
-    L.append(f"Total {tm['total_s']:.0f} s with {rep['options']['jobs']} tool processes at a time "
+    o = rep["options"]
+    workers = f" ({o['workers']} workers)" if o.get("workers") else ""
+    L.append(f"Total {tm['total_s']:.0f} s on the {o.get('scheduler')} job engine{workers} "
              f"(emit Verilog {tm['emit_s']:.0f} s, tool runs {tm['tools_s']:.0f} s wall, "
              f"{tm['cached_runs']} of {tm['runs']} results from the cache).\n")
     return "\n".join(L) + "\n"

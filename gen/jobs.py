@@ -1,23 +1,26 @@
-"""Synthesis and place-and-route runs as jobs: one :class:`Job` per (component, flow), run with a
-result cache keyed by the Verilog's hash (:class:`gen.cache.Cache`) and a progress bar.
+"""Synthesis and place-and-route runs as jobs: one :class:`ToolJob` per (component, flow), run on the
+project's job engine (:mod:`sw.jobs`: a local Dask cluster by default, or a given scheduler) with a
+result cache keyed by the Verilog's hash (:class:`gen.cache.Cache`; workers sharing a file system
+share it).
 
-A failed job is a result (``{"error": message}``), reported by name by the area and sweep reports,
-never dropped; a timed-out one is cached with its limit and rerun only when the limit is raised.
+A failed tool run is a result (``{"error": message}``), reported by name by the area and sweep
+reports, never dropped; a timed-out one is cached with its limit and rerun only when the limit is
+raised. A job whose worker fails outright is retried once by the job engine.
 """
 from __future__ import annotations
 
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sw import jobs as J
 
 from . import area as A
 from .cache import Cache, cached
 
 
 @dataclass
-class Job:
+class ToolJob:
     key: tuple                  # (design, component, flow)
     flow: str                   # "asic" or "ecp5"
     path: Path
@@ -26,6 +29,10 @@ class Job:
     options: dict = field(default_factory=dict)
     weight: float = 1.0         # for longest-first scheduling
 
+    @property
+    def name(self) -> str:
+        return "/".join(str(k) for k in self.key)
+
     def run(self) -> dict:
         if self.flow == "asic":
             parts = tuple(self.options.get("parts", A.ASIC_PARTS))
@@ -33,30 +40,31 @@ class Job:
         if self.flow == "ecp5":
             return A.fpga_ecp5(self.path, self.top, freq_mhz=self.options.get("freq_mhz", A.ECP5_FREQ_MHZ),
                                timeout=self.timeout, nodsp=self.options.get("nodsp", True))
-        raise ValueError(self.flow)
+        raise ValueError(f"flow={self.flow!r}: choose 'asic' or 'ecp5'")
 
 
-def run_jobs(jobs: list[Job], cache: Cache | None, workers: int = 2, desc: str = "synthesis",
-             progress: bool = True) -> dict:
-    """Run ``jobs`` (at most ``workers`` tool processes at once, longest first) with a tqdm bar.
-    Returns ``{job.key: result}``; a failed job gives ``{"error": message}`` (``"timeout": True``
-    when it ran out of time; such a result is cached as well and reused while the limit is not raised)."""
-    from tqdm import tqdm
+def add_job_options(ap) -> None:
+    """``--scheduler`` and ``--workers``, the same on every verb that runs jobs."""
+    ap.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help=f"where the jobs run: 'local' (a Dask LocalCluster, one worker per core; the default), "
+                         f"'serial' (in this process), or a Dask scheduler address such as tcp://host:8786 "
+                         f"(default: ${J.SCHEDULER_ENV}, else local)")
+    ap.add_argument("--workers", "--jobs", "-j", type=int, default=None, dest="workers",
+                    help="worker processes of the local cluster (default: one per core)")
 
-    def one(job: Job) -> dict:
-        t0 = time.perf_counter()
-        out = cached(cache, job.path, job.top, job.flow, job.options, job.run, timeout=job.timeout)
-        out["wall_seconds"] = round(time.perf_counter() - t0, 2)
-        return out
 
-    results: dict = {}
-    order = sorted(jobs, key=lambda j: -j.weight)
-    with ThreadPoolExecutor(max_workers=max(1, min(2, workers))) as pool, \
-            tqdm(total=len(order), desc=desc, unit="run", disable=not progress, file=sys.stderr) as bar:
-        futs = {pool.submit(one, j): j for j in order}
-        for f in as_completed(futs):
-            j = futs[f]
-            results[j.key] = f.result()
-            bar.set_postfix_str(f"{j.top} {j.flow}", refresh=False)
-            bar.update(1)
-    return results
+def run_tool_job(job: ToolJob, cache: Cache | None) -> dict:
+    """One tool run through the cache, with its wall time (a job-engine task: module level, picklable)."""
+    t0 = time.perf_counter()
+    out = cached(cache, job.path, job.top, job.flow, job.options, job.run, timeout=job.timeout)
+    out["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
+def run_jobs(jobs: list[ToolJob], cache: Cache | None, *, scheduler: str | None = None, workers: int | None = None,
+             desc: str = "synthesis", progress: bool = True) -> dict:
+    """Run ``jobs`` (longest first) on the job engine; ``{job.key: result}``. A job whose worker failed
+    twice gives ``{"error": ...}`` like a failed tool run."""
+    out = J.run([J.Job(j.name, run_tool_job, (j, cache), weight=j.weight) for j in jobs], scheduler=scheduler,
+                workers=workers, desc=desc, progress=progress)
+    return {j.key: out[j.name] for j in jobs}

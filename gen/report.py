@@ -26,13 +26,14 @@ import sys
 import time
 from pathlib import Path
 
+from sw.jobs import scheduler_from
 from sw.report_files import write_report
 
 from . import area as A
 from .area_markdown import fmt_value, markdown, plots
 from .area_metrics import component_metrics, efficiency, four_bit_format, headline_format, row_totals, targets
 from .cache import Cache
-from .jobs import Job, run_jobs
+from .jobs import ToolJob, add_job_options, run_jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,7 +64,8 @@ def flow_description() -> dict:
 
 def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool = True, top_fpga: bool = True,
           top_fpga_timeout: float = 300.0, timeout: float = 3600.0, freq_mhz: float = A.ECP5_FREQ_MHZ,
-          jobs: int = 2, use_cache: bool = True, progress: bool = True, log=print) -> dict:
+          scheduler: str | None = None, workers: int | None = None, use_cache: bool = True,
+          progress: bool = True, log=print) -> dict:
     t_start = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,16 +92,16 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
     log(f"area: emitted {len(paths)} Verilog files in {t_emit:.1f} s")
 
     # 2. tool runs
-    jl: list[Job] = []
+    jl: list[ToolJob] = []
     for (dn, c), (p, name) in paths.items():
         size = p.stat().st_size
         is_top = c == "@top"
-        jl.append(Job((dn, c, "asic"), "asic", p, name, timeout, {"parts": list(A.ASIC_PARTS)}, weight=size))
+        jl.append(ToolJob((dn, c, "asic"), "asic", p, name, timeout, {"parts": list(A.ASIC_PARTS)}, weight=size))
         if fpga and (not is_top or top_fpga):
-            jl.append(Job((dn, c, "ecp5"), "ecp5", p, name, top_fpga_timeout if is_top else timeout,
+            jl.append(ToolJob((dn, c, "ecp5"), "ecp5", p, name, top_fpga_timeout if is_top else timeout,
                           {"freq_mhz": freq_mhz, "nodsp": True}, weight=2.5 * size))
     t0 = time.perf_counter()
-    res = run_jobs(jl, cache, jobs, desc="area", progress=progress)
+    res = run_jobs(jl, cache, scheduler=scheduler, workers=workers, desc="area", progress=progress)
     t_tools = time.perf_counter() - t0
 
     # 3. figures
@@ -144,7 +146,8 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
         "flow": flow_description(),
         "config": cfg.to_dict() if hasattr(cfg, "to_dict") else cfg,
         "options": {"fpga": fpga, "top": top, "top_fpga": top_fpga, "top_fpga_timeout_s": top_fpga_timeout,
-                    "timeout_s": timeout, "freq_mhz": freq_mhz, "jobs": max(1, min(2, jobs)), "cache": use_cache},
+                    "timeout_s": timeout, "freq_mhz": freq_mhz, "scheduler": scheduler_from(scheduler),
+                    "workers": workers, "cache": use_cache},
         "designs": rep_designs,
         "timings": {"emit_s": round(t_emit, 2), "tools_s": round(t_tools, 2),
                     "runs": len(runs), "cached_runs": sum(1 for r in runs if r.get("cached")),
@@ -192,7 +195,7 @@ def parser(ap: argparse.ArgumentParser | None = None, prog: str | None = None) -
                     help="seconds per tool for the whole engine on ECP5 before it is skipped (default 300)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per tool run otherwise (default 3600)")
     ap.add_argument("--freq", type=float, default=A.ECP5_FREQ_MHZ, help="nextpnr target frequency, MHz")
-    ap.add_argument("--jobs", "-j", type=int, default=2, help="tool processes at a time (1 or 2; default 2)")
+    add_job_options(ap)
     ap.add_argument("--no-cache", action="store_true", help="measure everything again")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return ap
@@ -233,7 +236,8 @@ def run_args(args: argparse.Namespace) -> int:
         designs = [d for d in designs if d.name in want]
     rep = build(designs, cfg, Path(args.work), Path(args.out), fpga=not args.no_fpga, top=not args.no_top,
                 top_fpga=not args.no_top_fpga, top_fpga_timeout=args.top_fpga_timeout, timeout=args.timeout,
-                freq_mhz=args.freq, jobs=args.jobs, use_cache=not args.no_cache, progress=not args.quiet)
+                freq_mhz=args.freq, scheduler=args.scheduler, workers=args.workers,
+                use_cache=not args.no_cache, progress=not args.quiet)
     for d in rep["designs"]:
         r, f4 = d["row"], d["format_headline"]
         e = d["efficiency"].get(f4, {}) if f4 else {}

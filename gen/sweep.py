@@ -31,7 +31,7 @@ from sw.report_files import write_report
 
 from . import area as A
 from .cache import Cache
-from .jobs import Job, run_jobs
+from .jobs import ToolJob, add_job_options, run_jobs
 
 LANES = (4, 8, 16, 32)
 ROWS = (1, 4, 16)
@@ -73,7 +73,8 @@ def _norm_hash(path: Path, module: str) -> str:
 
 
 def run(cfg, lanes=LANES, rows=ROWS, set_names=None, work: Path = Path("build/sweep"),
-        out: Path = Path("build/reports"), parts=("generic", "ge"), fpga: bool = False, jobs: int = 2,
+        out: Path = Path("build/reports"), parts=("generic", "ge"), fpga: bool = False,
+        scheduler: str | None = None, workers: int | None = None,
         use_cache: bool = True, progress: bool = True, timeout: float = 3600.0, log=print) -> dict:
     from sw import terms as T
 
@@ -112,13 +113,13 @@ def run(cfg, lanes=LANES, rows=ROWS, set_names=None, work: Path = Path("build/sw
     # 2. measurements
     jl = []
     for h, (p, module) in unique.items():
-        jl.append(Job((h, module, "asic"), "asic", p, module, timeout, {"parts": list(parts)},
+        jl.append(ToolJob((h, module, "asic"), "asic", p, module, timeout, {"parts": list(parts)},
                       weight=p.stat().st_size))
         if fpga:
-            jl.append(Job((h, module, "ecp5"), "ecp5", p, module, timeout, {"freq_mhz": A.ECP5_FREQ_MHZ,
+            jl.append(ToolJob((h, module, "ecp5"), "ecp5", p, module, timeout, {"freq_mhz": A.ECP5_FREQ_MHZ,
                           "nodsp": True}, weight=2.5 * p.stat().st_size))
     t0 = time.perf_counter()
-    res = run_jobs(jl, cache, jobs, desc="sweep", progress=progress)
+    res = run_jobs(jl, cache, scheduler=scheduler, workers=workers, desc="sweep", progress=progress)
     t_tools = time.perf_counter() - t0
     by_hash = {}
     for (h, module, flow), r in res.items():
@@ -176,7 +177,9 @@ def run(cfg, lanes=LANES, rows=ROWS, set_names=None, work: Path = Path("build/sw
         "points": points,
         "timings": {"emit_s": round(t_emit, 2), "tools_s": round(t_tools, 2), "runs": len(res),
                     "cached_runs": sum(1 for r in res.values() if r.get("cached")),
-                    "errors": sum(1 for r in res.values() if "error" in r)},
+                    "errors": sum(1 for r in res.values() if "error" in r),
+                    "failed": sorted(f"{module} {flow}: {r['error'].splitlines()[0]}"
+                                     for (_, module, flow), r in res.items() if "error" in r)},
     }
     rep["plots"] = [plot(points, out / "sweep_pareto.png")]
     rep["timings"]["total_s"] = round(time.perf_counter() - t_start, 2)
@@ -283,7 +286,7 @@ def parser(ap: argparse.ArgumentParser | None = None, prog: str | None = None) -
     ap.add_argument("--work", default="build/sweep")
     ap.add_argument("--full", action="store_true", help="also transistors and logic depth")
     ap.add_argument("--fpga", action="store_true", help="also ECP5 synthesis and place and route (slow)")
-    ap.add_argument("--jobs", "-j", type=int, default=2)
+    add_job_options(ap)
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--quiet", "-q", action="store_true")
     return ap
@@ -311,7 +314,8 @@ def run_args(args: argparse.Namespace) -> int:
         return 2
     parts = A.ASIC_PARTS if args.full else ("generic", "ge")
     rep = run(cfg, lanes, rows, sets, Path(args.work), Path(args.out), parts=parts, fpga=args.fpga,
-              jobs=args.jobs, use_cache=not args.no_cache, progress=not args.quiet)
+              scheduler=args.scheduler, workers=args.workers, use_cache=not args.no_cache,
+              progress=not args.quiet)
     for p in sorted(rep["points"], key=lambda p: (p["rows"], p["lanes"], p["n_formats"])):
         print(f"L={p['lanes']:2d} R={p['rows']} {p['set']:15s} GE/row {_f(p['ge_per_row']):>9s}  "
               f"INT4 {_f(p['macs_per_cycle_per_kge_4bit'], 3):>6s} MACs/cycle/kGE"
@@ -319,6 +323,8 @@ def run_args(args: argparse.Namespace) -> int:
     t = rep["timings"]
     print(f"wrote {args.out}/sweep.json, sweep.md, sweep_pareto.png in {t['total_s']:.0f} s "
           f"({t['cached_runs']}/{t['runs']} cached, {t['errors']} failed)")
+    for f in t["failed"]:
+        print(f"failed: {f}", file=sys.stderr)
     return 1 if t["errors"] else 0
 
 
