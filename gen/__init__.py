@@ -1,1 +1,1 @@
-"""Elaboration, synthesis flows, reports and the CLI. Arrives with issues 3 and 4."""
+"""Elaboration to Verilog, configs, synthesis and timing flows, area reports and sweeps."""

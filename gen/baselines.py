@@ -21,7 +21,7 @@ from __future__ import annotations
 from sw.baselines import reduction_levels
 
 from .config import EngineConfig, load
-from .designs import Design
+from .design import Design
 
 __all__ = ["baseline_designs", "FP16_MAC_DESCRIPTION", "FP16_INT8_DESCRIPTION"]
 

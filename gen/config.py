@@ -17,12 +17,12 @@ Every error names the parameter. Unknown keys are errors, not ignored.
 """
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from sw import terms as T
+from sw.cycles import EngineShape
 from sw.datapath import ACT_MODES, HW_SCALE_FORMATS
 
 DEFAULT_TOML = """\
@@ -135,15 +135,18 @@ class EngineConfig:
         return 16 if any(s in ("fp16", "bf16") for s in self.scale_formats) else 8
 
     @property
+    def shape(self) -> EngineShape:
+        """Rows, lanes and group size: what the cycle model (:mod:`sw.cycles`) needs."""
+        return EngineShape(self.rows, self.lanes, self.group_size)
+
+    @property
     def steps_per_group(self) -> int:
-        return self.group_size // self.lanes
+        return self.shape.steps_per_group
 
     @property
     def rescale_cycles(self) -> int:
-        """Cycles from a group's last PE step until the shared rescale unit takes the next group:
-        the hand-off cycle, one row per cycle, one to turn round (``rows + 2``); with one row the
-        unit also waits for its pipeline to drain (7). A group shorter than this stalls the PEs."""
-        return self.rows + 2 if self.rows >= 2 else 7
+        """:attr:`sw.cycles.EngineShape.rescale_cycles`: a group shorter than this stalls the PEs."""
+        return self.shape.rescale_cycles
 
     @property
     def min_group_cycles(self) -> int:
@@ -158,7 +161,7 @@ class EngineConfig:
         return out
 
     def ideal_cycles(self, fmt: str, outputs: int, k: int) -> int:
-        return math.ceil(outputs / self.rows) * (k // self.lanes) * T.terms(fmt)
+        return self.shape.ideal_cycles(T.terms(fmt), outputs, k)
 
     def to_dict(self) -> dict:
         d = asdict(self)

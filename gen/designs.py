@@ -1,10 +1,4 @@
-"""The designs that area reports and sweeps compare, each as a set of components.
-
-A :class:`Design` is priced *per row* (one output row of the engine: what one PE costs):
-``per_row`` says how many of each component one row needs (the activation front end is
-shared by the R rows, so it counts ``1/R``). ``macs_per_cycle`` is the steady-state
-throughput of one row per weight format. ``top`` builds the whole engine (for whole-design
-figures and FPGA place and route).
+"""The designs that area reports and sweeps compare (each a :class:`gen.design.Design`).
 
 Baselines (FP16 MAC, FP16xINT8, INT8xINT4 bit-parallel) live in ``gen/baselines.py`` and
 register the same way; the INT4-only bit-serial PE is this generator with one format.
@@ -12,23 +6,12 @@ register the same way; the INT4-only bit-serial PE is this generator with one fo
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Callable
 
 from sw import terms as T
 
+from .baselines import baseline_designs
 from .config import EngineConfig, load
-
-
-@dataclass
-class Design:
-    name: str
-    description: str
-    components: dict[str, Callable[[], object]]      # component name -> builder of a fresh component
-    per_row: dict[str, float]                        # component name -> count per row
-    macs_per_cycle: dict[str, float]                 # weight format -> MACs/cycle of one row
-    top: Callable[[], object] | None = None
-    params: dict = field(default_factory=dict)
+from .design import Design
 
 
 def engine_design(cfg: EngineConfig, name: str, description: str, pe: str = "bitserial") -> Design:
@@ -71,8 +54,4 @@ def default_designs(cfg: EngineConfig | None = None) -> list[Design]:
                       f"tree, exact integer group sum, the same fp16 per-group rescale and fp32 accumulation as "
                       f"bitmix; the activation front end only sign-extends int8", pe="parallel"),
     ]
-    try:
-        from .baselines import baseline_designs
-    except ImportError:
-        return out
     return out + baseline_designs(cfg)

@@ -1,1 +1,1 @@
-"""Amaranth components of the bitmix engine (decoders, PE, rescale, top). Arrives with issue 3."""
+"""Amaranth components of the bitmix engine (decoders, unpacker, front end, PE, rescale, top, baselines)."""

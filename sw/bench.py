@@ -8,7 +8,6 @@ throughput in weights per second, with the machine and tool versions. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 
 from . import quantize
+from .report_files import write_report
 
 CONFIGS = [
     ("bitmod4 g128", "bitmod4", 128),
@@ -75,20 +75,18 @@ def markdown(rep: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m sw.bench", description=__doc__.splitlines()[0])
+def main(argv=None, prog: str = "bitmix bench") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--out", default="build/reports")
     args = ap.parse_args(argv)
     rep = run(repeat=args.repeat)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_sw.json").write_text(json.dumps(rep, indent=2) + "\n")
     md = markdown(rep)
-    (out / "bench_sw.md").write_text(md)
+    js, mdp = write_report(args.out, "bench_sw", rep, md)
     print(md)
-    print(f"written: {out / 'bench_sw.json'}, {out / 'bench_sw.md'}")
+    print(f"written: {js}, {mdp}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -21,13 +21,17 @@ import torch
 
 from . import formats as F
 from .formats.element import CHUNK
-from .quantize import encode_scaled, finite_amax, round_scale
+from .group_formats import GroupFormat, register
 from .quantized import QuantizedTensor, from_groups, groups_to_meta, to_groups
+from .scaling import encode_scaled, finite_amax, round_scale
 
+#: BitMoD format -> the element family whose four variants it mixes.
 FAMILIES = {"bitmod4": "fp4", "bitmod3": "fp3"}
 
 
-def quantize_bitmod(x, name, g, axis, scale_format, rounding, *, fast: bool | None = None) -> QuantizedTensor:
+def quantize_bitmod(x, name, g, axis, scale_format, rounding, options=None, *,
+                    fast: bool | None = None) -> QuantizedTensor:
+    """BitMoD kernel of the registry (``options`` unused: BitMoD has no keyword options)."""
     variants = F.bitmod_variants(FAMILIES[name])
     xg = to_groups(x, axis, g)
     if fast is None:
@@ -38,6 +42,15 @@ def quantize_bitmod(x, name, g, axis, scale_format, rounding, *, fast: bool | No
                            scales=groups_to_meta(s, axis), group_size=g, axis=axis,
                            scale_format=scale_format, rounding=rounding,
                            selectors=groups_to_meta(sel, axis))
+
+
+for _name, _family in FAMILIES.items():
+    register(GroupFormat(
+        _name, "bitmod",
+        f"BitMoD {_family.upper()} mixture: per group the best of "
+        + "/".join(f"{_family}_{v}" if i == 0 else v for i, v in enumerate(F.VARIANT_ORDER))
+        + ", 2-bit selector",
+        variants=lambda f=_family: tuple(F.bitmod_variants(f)), kernel=quantize_bitmod, selector_bits=2))
 
 
 def _select(errs, items):

@@ -20,10 +20,12 @@ import math
 import torch
 
 from . import formats as F
-from .quantize import encode_scaled, finite_amax
+from .group_formats import GroupFormat, register
 from .quantized import QuantizedTensor, from_groups, groups_to_meta, to_groups
+from .scaling import encode_scaled, finite_amax
 
 BLOCK = 32
+#: MX format -> its element format (``mxint8_element`` is built here, not in the element registry).
 MX_FORMATS = {
     "mxfp4": "fp4_e2m1",
     "mxfp6_e2m3": "fp6_e2m3",
@@ -33,6 +35,8 @@ MX_FORMATS = {
     "mxint8": "mxint8_element",
 }
 SCALE_RULES = ("floor", "rceil")
+_DESCRIPTIONS = {"mxfp4": "OCP MX: E2M1 elements, block 32, E8M0 scale (floor rule; rceil option)",
+                 "mxint8": "OCP MX: INT8 elements k/64, k in -127..127, block 32, E8M0 scale"}
 
 
 def element_format(fmt: str) -> F.ElementFormat:
@@ -76,7 +80,9 @@ def shared_exponent(amax: torch.Tensor, element: F.ElementFormat, rule: str) -> 
     return torch.where(live, e, -127).clamp(-127, 127)
 
 
-def quantize_mx(x, fmt, axis, rounding, rule) -> QuantizedTensor:
+def quantize_mx(x, fmt, g, axis, scale_format, rounding, options) -> QuantizedTensor:
+    """MX kernel of the registry (``g`` is the block, ``scale_format`` e8m0; ``options["mx_scale_rule"]``)."""
+    rule = options.get("mx_scale_rule", "floor")
     element = element_format(fmt)
     xg = to_groups(x, axis, BLOCK)
     e = shared_exponent(finite_amax(xg), element, rule)
@@ -85,3 +91,9 @@ def quantize_mx(x, fmt, axis, rounding, rule) -> QuantizedTensor:
     return QuantizedTensor(format=fmt, variants=(element,), codes=from_groups(codes, axis),
                            scales=groups_to_meta(s, axis), group_size=BLOCK, axis=axis,
                            scale_format="e8m0", rounding=rounding)
+
+
+for _name, _element in MX_FORMATS.items():
+    _desc = _DESCRIPTIONS.get(_name, f"OCP MX: {_element.split('_')[-1].upper()} elements, block 32, E8M0 scale")
+    register(GroupFormat(_name, "mx", _desc, variants=lambda n=_name: (element_format(n),), kernel=quantize_mx,
+                         block=BLOCK, scale_format="e8m0"))

@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 
 from . import formats as F
-from .checks import first_position
-from .quantize import encode_scaled, finite_amax, round_scale
+from .group_formats import GroupFormat, register
 from .quantized import QuantizedTensor, from_groups, groups_to_meta, to_groups
+from .scaling import encode_scaled, finite_amax, round_scale
 
 BLOCK = 16
 NVFP4_FORMATS = {"nvfp4": "fp4_e2m1"}
@@ -28,7 +28,9 @@ E4M3_MAX = 448.0
 E4M3_MIN_NORMAL = 2.0 ** -6
 
 
-def quantize_nvfp4(x, fmt, axis, rounding, tensor_scale: bool) -> QuantizedTensor:
+def quantize_nvfp4(x, fmt, g, axis, scale_format, rounding, options) -> QuantizedTensor:
+    """NVFP4 kernel of the registry (``g`` is the block 16; ``options["tensor_scale"]``)."""
+    tensor_scale = options.get("tensor_scale", True)
     element = F.get(NVFP4_FORMATS[fmt])
     xg = to_groups(x, axis, BLOCK)
     amax_b = finite_amax(xg)
@@ -52,3 +54,9 @@ def quantize_nvfp4(x, fmt, axis, rounding, tensor_scale: bool) -> QuantizedTenso
     return QuantizedTensor(format=fmt, variants=(element,), codes=from_groups(codes, axis),
                            scales=groups_to_meta(s_b, axis), group_size=BLOCK, axis=axis,
                            scale_format="e4m3", rounding=rounding, tensor_scale=ts)
+
+
+for _name, _element in NVFP4_FORMATS.items():
+    register(GroupFormat(_name, "nvfp4", "E2M1 elements, block 16, E4M3 block scale + fp32 tensor scale",
+                         variants=lambda e=_element: (F.get(e),), kernel=quantize_nvfp4, block=BLOCK,
+                         scale_format="e4m3", tensor_scale_bits=32))

@@ -24,7 +24,6 @@ the golden model share this single definition.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 

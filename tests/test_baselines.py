@@ -195,7 +195,8 @@ def test_error_bounds_hold_on_4096_wide_layers():
 def test_reduction_order_is_observable(lanes):
     """The corners case has a row where a sequential lane reduction gives other bits, so the
     cocotb runs check the documented order; random 1024-wide layers differ too."""
-    from verif.baseline_vectors import fp16_operands, sequential_reduce as _sequential_reduce
+    from verif.baseline_vectors import fp16_operands
+    from verif.baseline_vectors import sequential_reduce as _sequential_reduce
 
     cfg = dataclasses.replace(load(), rows=2, lanes=lanes, group_size=8 * lanes, name="order")
     w, x = fp16_operands(cfg, 5, 16 * lanes, seed=1, kind="corners")

@@ -8,12 +8,20 @@ import torch
 import torch.nn.functional as F
 
 import sw
-from sw.eval import (QuantSpec, apply_weights, attach_act_kv, decoder_linears, fake_quant, perplexity,
-                     quantize_weight, tiny_context, weights_restored)
+from sw.eval import (
+    QuantSpec,
+    apply_weights,
+    attach_act_kv,
+    decoder_linears,
+    fake_quant,
+    perplexity,
+    quantize_weight,
+    tiny_context,
+    weights_restored,
+)
 from sw.eval.data import sentences, splits, strip_markup, validation_slice
 from sw.eval.fakequant import quantize_dequant
 from sw.eval.models import tiny_llama
-
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -255,6 +263,7 @@ def test_context_ppl_delta_and_restore(tmp_path):
 
 def test_embed_sentences_masked_mean_pool_l2():
     from transformers import AutoTokenizer
+
     from sw.eval.minilm import encoder_linears, evaluate_format, tiny_bert
     from sw.eval.models import embed_sentences, minilm_dir
     tok = AutoTokenizer.from_pretrained(str(minilm_dir()))

@@ -10,9 +10,11 @@ import torch
 
 import sw
 from sw.eval import QuantSpec, decoder_linears, perplexity
-from sw.eval.context import EvalContext, PRESETS
+from sw.eval.context import PRESETS, EvalContext
 from sw.eval.data import splits, tokenize, wiki_text
 from sw.eval.models import DEFAULT_CACHE, load_smollm2
+
+pytestmark = pytest.mark.eval
 
 pytest.importorskip("gguf")
 

@@ -46,6 +46,7 @@ def test_emit_writes_every_component_and_a_manifest(small):
     assert "4 rows" not in (out / "summary.txt").read_text() and "2 rows x 2 lanes" in man["summary"]
 
 
+@pytest.mark.synth
 def test_hygiene_yosys_check_and_verilator_lint(small):
     cfg, out, man = small
     results = check_dir(out, list(man["files"]))
@@ -60,5 +61,6 @@ def test_cli_verilog_and_help(tmp_path, capsys):
     assert "wrote 8 Verilog files" in capsys.readouterr().out
     assert main(["default-config"]) == 0
     assert "[engine]" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        main(["--help"])
+    assert main(["--help"]) == 0
+    assert "verilog,lint,hygiene,check,default-config,area,sweep" in capsys.readouterr().err
+    assert main(["nope"]) == 2

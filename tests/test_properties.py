@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
-from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.extra import numpy as hnp
 
 import sw

@@ -6,12 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from sw.eval.learned import is_representable
 from sw.eval.context import tiny_context
 from sw.eval.hooks import QuantSpec, apply_weights, attach_act_kv, decoder_linears, weights_restored
+from sw.eval.learned import is_representable
 from sw.eval.models import tiny_llama
-from sw.eval.qat import (cached_data, deploy_student, generate_data, kd_loss, make_student, mean_kl, section,
-                         train)
+from sw.eval.qat import cached_data, deploy_student, generate_data, kd_loss, make_student, mean_kl, section, train
 
 SPEC = QuantSpec(weight="int4", group_size=128, act="int8", kv="int4")
 

@@ -9,7 +9,7 @@ import torch
 import sw
 from sw import bitmod
 from sw import formats as F
-from sw.quantize import round_scale
+from sw.scaling import round_scale
 
 INF = math.inf
 

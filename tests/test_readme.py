@@ -7,3 +7,35 @@ from sw import catalog
 def test_readme_format_table_is_current():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert catalog.markdown() in readme, "README format table is stale: paste `python -m sw.catalog` into it"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _layout_table() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## Layout")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_readme_layout_names_every_module():
+    """Every module of the five packages is named in the README's layout table (and only those)."""
+    import re
+    table = _layout_table()
+    missing = []
+    for pkg in ("sw", "rtl", "gen", "verif", "bitmix"):
+        for p in sorted((ROOT / pkg).rglob("*.py")):
+            if p.name in ("__init__.py", "__main__.py"):
+                continue
+            if f"`{p.name}`" not in table and f"`{p.stem}`" not in table and f"{p.name}" not in table:
+                missing.append(str(p.relative_to(ROOT)))
+    assert missing == []
+    named = set(re.findall(r"`([A-Za-z0-9_]+\.py)`", table))
+    present = {p.name for pkg in ("sw", "rtl", "gen", "verif", "bitmix") for p in (ROOT / pkg).rglob("*.py")}
+    assert sorted(named - present) == []
+
+
+def test_readme_names_every_cli_verb():
+    from bitmix.cli import VERBS
+    text = (ROOT / "README.md").read_text()
+    assert [v for v in VERBS if f"`bitmix {v}" not in text] == []

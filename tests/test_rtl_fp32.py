@@ -20,7 +20,6 @@ from fractions import Fraction
 
 import pytest
 import torch
-
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 

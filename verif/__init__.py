@@ -1,1 +1,1 @@
-"""cocotb testbenches that draw expected values from ``sw``. Arrives with issue 3."""
+"""cocotb testbenches, their runner and vectors drawn from ``sw``."""

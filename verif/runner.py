@@ -29,9 +29,9 @@ Usage (from pytest or a plain script)::
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
-import functools
 import shutil
 import subprocess
 import sys

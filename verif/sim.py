@@ -1,4 +1,4 @@
-"""``make sim`` / ``python -m verif.sim``: the engine testbenches on Icarus and Verilator.
+"""``bitmix sim`` (``make sim``): the engine testbenches on Icarus and Verilator.
 
 Runs, per simulator, the whole engine under cocotb against ``sw.datapath`` (bit for bit):
 
@@ -24,6 +24,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from gen.config import EngineConfig, load
+from sw.report_files import write_report
 
 from .comb_kick import kick
 from .engine_vectors import case
@@ -93,8 +94,8 @@ def markdown(cfg: EngineConfig, results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m verif.sim", description=__doc__.splitlines()[0])
+def main(argv=None, prog: str = "bitmix sim") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--config", "-c", help="TOML config (default: the embedded default)")
     ap.add_argument("--sim", nargs="+", default=["icarus", "verilator"], choices=["icarus", "verilator"])
     ap.add_argument("--quick", action="store_true", help="K=1024 instead of 2048 for the stall runs")
@@ -108,13 +109,10 @@ def main(argv=None) -> int:
         results[sim] = suite(cfg, sim, root, quick=args.quick, waves=not args.no_waves)
         bad = sum(r["mismatches"] for run in ("gemv", "int8", "throughput") for r in results[sim][run])
         print(f"[{sim}] done in {results[sim]['seconds']:.0f} s, {bad} mismatches", flush=True)
-    out = ROOT / "build" / "reports"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sim.json").write_text(json.dumps({"config": cfg.to_dict(), "results": results}, indent=1) + "\n")
     md = markdown(cfg, results)
-    (out / "sim.md").write_text(md)
+    _, mdp = write_report(ROOT / "build" / "reports", "sim", {"config": cfg.to_dict(), "results": results}, md)
     print(md)
-    print(f"waveforms: {root}/engine_<sim>/bitmix_engine.fst; report: {out / 'sim.md'}")
+    print(f"waveforms: {root}/engine_<sim>/bitmix_engine.fst; report: {mdp}")
     return 0
 
 

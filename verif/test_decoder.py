@@ -10,22 +10,16 @@ Vectors (JSON file named by ``BITMIX_VECTORS``, computed in the pytest process f
 """
 from __future__ import annotations
 
-import json
-import os
-
 import cocotb
 from cocotb.triggers import Timer
 
-
-def _load() -> dict:
-    with open(os.environ["BITMIX_VECTORS"]) as f:
-        return json.load(f)
+from verif.runner import load_vectors
 
 
 @cocotb.test()
 async def decoder_exhaustive(dut):
     """Drive every (fmt, sel, term, code); compare sign/shift/zero after each settle."""
-    vec = _load()
+    vec = load_vectors()
     formats, expected = vec["formats"], vec["expected"]
     ncodes = 1 << vec["code_bits"]
     code_h, fmt_h, sel_h, term_h = dut.code, dut.fmt, dut.sel, dut.term

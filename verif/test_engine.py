@@ -16,12 +16,9 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
+from verif.runner import load_vectors
+
 STREAMS_IN = ("cmd", "act", "wgt", "meta")
-
-
-def _load() -> dict:
-    with open(os.environ["BITMIX_VECTORS"]) as f:
-        return json.load(f)
 
 
 async def drive(dut, name: str, beats: list[int], p_valid: float, rng: random.Random, state: dict):
@@ -113,7 +110,7 @@ async def run_case(dut, case, p_valid, p_ready, rng, rows):
 @cocotb.test()
 async def engine_gemv(dut):
     """Every case back to back, optionally with a reset in the middle of a case."""
-    vec = _load()
+    vec = load_vectors()
     rng = random.Random(vec.get("seed", 1))
     Clock(dut.clk, 10, unit="ns").start()
     await reset(dut)

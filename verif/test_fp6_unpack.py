@@ -13,18 +13,13 @@ and valid hold until ready). A phase with all probabilities 1 must reach one bea
 """
 from __future__ import annotations
 
-import json
-import os
 import random
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-
-def _load() -> dict:
-    with open(os.environ["BITMIX_VECTORS"]) as f:
-        return json.load(f)
+from verif.runner import load_vectors
 
 
 async def drive(dut, name: str, beats: list[int], p_valid: float, rng: random.Random):
@@ -80,7 +75,7 @@ async def monitor(dut, n: int, count: int, p_ready: float, rng: random.Random, g
 
 @cocotb.test()
 async def fp6_unpack_random_stalls(dut):
-    vec = _load()
+    vec = load_vectors()
     n = vec["n"]
     rng = random.Random(vec["seed"])
     Clock(dut.clk, 10, unit="ns").start()

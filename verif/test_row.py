@@ -5,17 +5,11 @@ for a BitSerialPE toplevel, or ``{"rescale": [case, ...], "rows": R, ...}`` for 
 """
 from __future__ import annotations
 
-import json
-import os
-
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
-
-def _load() -> dict:
-    with open(os.environ["BITMIX_VECTORS"]) as f:
-        return json.load(f)
+from verif.runner import load_vectors
 
 
 async def _reset(dut):
@@ -29,7 +23,7 @@ async def _reset(dut):
 @cocotb.test()
 async def pe_groups(dut):
     """Every group: S beats x T terms with en, first on the first term; psum checked after."""
-    vec = _load()
+    vec = load_vectors()
     if "pe" not in vec:
         return
     await _reset(dut)
@@ -67,7 +61,7 @@ def _pack(values, bits: int) -> int:
 @cocotb.test()
 async def rescale_outputs(dut):
     """Every case: its group batches through start/ready, back to back; all R fp32 results at done."""
-    vec = _load()
+    vec = load_vectors()
     if "rescale" not in vec:
         return
     rows, psum_bits, zpc_bits = vec["rows"], vec["psum_bits"], vec["zpc_bits"]

@@ -9,9 +9,24 @@ Modules: :mod:`.models` (loaders), :mod:`.data` (text, tokens, slices), :mod:`.p
 :mod:`.context` (EvalContext, presets, report types), sections :mod:`.studies`, :mod:`.minilm`,
 :mod:`.learned` (the learnable quantizer), :mod:`.capture` (calibration inputs), :mod:`.adaquant`, :mod:`.allocate`, :mod:`.qat`, and :mod:`.report` (JSON/Markdown/PNG writer).
 """
-from .context import EvalContext, Preset, PRESETS, Section, Table, build_context, tiny_context
+from .context import (
+           PRESETS,
+           EvalContext,
+           Preset,
+           Section,
+           Table,
+           build_context,
+           tiny_context,
+)
 from .fakequant import fake_quant
-from .hooks import QuantSpec, apply_weights, attach_act_kv, decoder_linears, quantize_weight, weights_restored
+from .hooks import (
+           QuantSpec,
+           apply_weights,
+           attach_act_kv,
+           decoder_linears,
+           quantize_weight,
+           weights_restored,
+)
 from .perplexity import perplexity
 
 __all__ = ["EvalContext", "Preset", "PRESETS", "Section", "Table", "build_context", "tiny_context", "fake_quant",

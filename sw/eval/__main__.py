@@ -1,4 +1,4 @@
-"""``python -m sw.eval``: the whole-model accuracy report (see ``--help``)."""
+"""``bitmix eval`` (alias ``python -m sw.eval``): the whole-model accuracy report (see ``--help``)."""
 from __future__ import annotations
 
 import argparse
@@ -14,23 +14,22 @@ presets (perplexity on the start of the gensim Wikipedia text, non-overlapping 2
   smoke  {PRESETS['smoke'].eval_windows} windows x {PRESETS['smoke'].window} tokens, calibration {PRESETS['smoke'].calib_tokens}: a wiring check of
          every section (with --tiny: a random tiny Llama, ~20 s)
   quick  {PRESETS['quick'].eval_windows} windows = {PRESETS['quick'].eval_tokens} tokens, calibration {PRESETS['quick'].calib_tokens}; act/KV on 2 windows, ExMy
-         PPL on 1 window (g128; per-channel weight MSE only). 44 min for all sections on an idle
-         2-core machine at 2 threads (measured on a fresh clone); 2-3x that on a loaded one
+         PPL on 1 window (g128; per-channel weight MSE only)
   full   {PRESETS['full'].eval_windows} windows = {PRESETS['full'].eval_tokens} tokens, calibration {PRESETS['full'].calib_tokens}; act/KV on 4 windows, ExMy
-         PPL on 1 window for both layouts, AdaQuant also on bitmod3, an 8-format IP, 60 QAT steps.
-         83 min on the idle 2-core machine (measured on a fresh clone; docs/eval_full.md)
+         PPL on 1 window for both layouts, AdaQuant also on bitmod3, an 8-format IP, 60 QAT steps
 
 sections, in report order: {', '.join(DEFAULT_SECTIONS)}
 optional, only when named (or with --sections all): {', '.join(sorted(OPTIONAL))} (AdaQuant's settings grid,
-         chosen on the validation slice; 23 min at the quick preset)
+         chosen on the validation slice)
+Measured run times of each preset are in the README.
 The first run converts the SmolLM2 GGUF (~25 s) and the Wikipedia dump (~25 s) and caches both
 under --cache-dir; later runs load in a few seconds. Writes OUT/eval.json, OUT/eval.md, OUT/*.png.
 Exit status 1 if any section failed (its error is recorded in the report), 2 for bad arguments.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sw.eval", description="bitmix whole-model accuracy evaluation: "
+def build_parser(prog: str = "bitmix eval") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="bitmix whole-model accuracy evaluation: "
                                 "SmolLM2-135M perplexity on real Wikipedia text, MiniLM embeddings, per format "
                                 "and algorithm.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=list(PRESETS), default="quick", help="run size (default: quick)")
@@ -48,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "bitmix eval") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         keys = parse_sections(args.sections)
     except ValueError as e:

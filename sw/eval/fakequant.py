@@ -3,7 +3,7 @@
 ``fake_quant(x, fmt, ...)``'s forward is exactly ``sw.quantize(x.detach(), fmt, ...).dequantize()``
 (bit-equal, cast back to ``x.dtype``); its backward passes the incoming gradient unchanged (identity
 STE, no clipping mask). Works for every element format (``sw.formats.names()`` and any
-``fpN_eXmY``) and every group format (``sw.quantize.group_format_names()``).
+``fpN_eXmY``) and every group format (``sw.group_formats.names()``).
 
 Two conveniences beyond ``sw.quantize`` (documented, used by the evaluation):
 
@@ -21,34 +21,32 @@ import math
 import torch
 
 import sw
-from sw.quantize import DEFAULT_GROUP_SIZE
+from sw.quantize import DEFAULT_GROUP_SIZE, check_format, format_spec
 
+__all__ = ["check_format", "fixed_block", "resolve_group", "quantize_dequant", "fake_quant", "relative_mse",
+           "sqnr_db"]
 
 
 def fixed_block(fmt: str) -> int | None:
-    """The block size a group format fixes (MX 32, NVFP4 16), or None."""
-    from sw import mx, nvfp4
-    if fmt in mx.MX_FORMATS:
-        return mx.BLOCK
-    if fmt in nvfp4.NVFP4_FORMATS:
-        return nvfp4.BLOCK
-    return None
+    """The block size a group format fixes (MX 32, NVFP4 16, from the registry), or None."""
+    return format_spec(fmt).block
 
 
-def check_format(fmt, name: str = "fmt") -> str:
-    """Return ``fmt`` if it names a registered element or group format; else raise naming ``name``."""
-    if not isinstance(fmt, str):
-        raise TypeError(f"{name} must be a format name (str), got {type(fmt).__name__}")
-    if fmt in sw.group_format_names():
-        return fmt
-    try:
-        el = sw.formats.get(fmt)
-    except ValueError:
-        raise ValueError(f"{name}={fmt!r} is not a known format; element formats: {', '.join(sw.formats.names())}; "
-                         f"group formats: {', '.join(sw.group_format_names())}; or any 'fpN_eXmY'") from None
-    if el.kind == "scale":
-        raise ValueError(f"{name}={fmt!r} is a scale format, not an element format")
-    return fmt
+def resolve_group(fmt: str, group_size: int | None, k: int) -> tuple[int, int | None]:
+    """``(g, group_size argument for sw.quantize)`` for a layer of ``k`` inputs.
+
+    Fixed-block formats take their own block (``group_size`` must be that block or the default 128);
+    ``None`` means one group over all ``k`` inputs.
+    """
+    block = fixed_block(fmt)
+    if block is not None:
+        if group_size not in (block, 128):
+            raise ValueError(f"group_size={group_size!r} is not allowed for {fmt}: its block size is fixed at {block}")
+        return block, DEFAULT_GROUP_SIZE
+    if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int)
+                                   or group_size <= 0):
+        raise ValueError(f"group_size={group_size!r} must be a positive int or None")
+    return (k if group_size is None else group_size), group_size
 
 
 def quantize_dequant(x: torch.Tensor, fmt: str, group_size: int | None = 128, *, axis: int = -1,
@@ -56,21 +54,12 @@ def quantize_dequant(x: torch.Tensor, fmt: str, group_size: int | None = 128, *,
     """``sw.quantize(x, ...).dequantize()`` in ``x.dtype`` plus storage bits per element (metadata
     included, counted over the real, unpadded elements). No autograd graph."""
     x = x.detach()
-    block = fixed_block(fmt)
-    if block is not None:
-        if group_size not in (block, 128):
-            raise ValueError(f"group_size={group_size!r} is not allowed for {fmt}: its block size is fixed at {block}")
-        g, gs_arg = block, DEFAULT_GROUP_SIZE
-    else:
-        if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int)
-                                       or group_size <= 0):
-            raise ValueError(f"group_size={group_size!r} must be a positive int or None")
-        g, gs_arg = group_size, group_size
     if x.dim() == 0:
         raise ValueError("x must have at least one dimension (got a 0-d tensor)")
     ax = axis % x.dim()
     k = x.shape[ax]
-    pad = 0 if g is None or k % g == 0 else g - k % g
+    g, gs_arg = resolve_group(fmt, group_size, k)
+    pad = (-k) % g
     xp = x
     if pad:
         shape = list(x.shape)

@@ -2,22 +2,15 @@
 
 Nothing here is a hand-written table:
 
-* **bits per weight** (storage, metadata included) is the exact formula of
-  :attr:`sw.QuantizedTensor.bits_per_weight` -- element bits + scale bits per group + zero point
-  per group (asymmetric INT) + the 2-bit BitMoD selector per group (+ NVFP4's fp32 tensor scale
-  per tensor); :func:`probe_bits` measures the same number with ``sw.quantize`` on a probe tensor
-  and the tests hold the two equal;
-* **cycles** follow the engine's cycle model (``docs/engine.md``, "Cycle model"): a tile of ``R``
-  outputs streams ``K/L`` weight beats, each held for ``terms(fmt)`` cycles (``sw.terms.terms``),
-  plus one cycle to take the next command. The command carries ``n_groups = K/G``, so ``K`` is
-  padded up to a multiple of the engine's group size ``G`` (padded codes are zero). The shared
-  rescale unit is busy ``cfg.rescale_cycles`` (``R + 2``) per group; when a group's
-  ``G/L * terms`` is shorter the PEs wait at each group end (``gen`` warns about such configs;
-  never the case for the default 4x8, G=128 engine). The last tile's results reach ``res``
-  ``R + 6`` cycles after its last step (the drain, once per layer). So a layer of ``out x in``
-  weights takes ``ceil(out/R) * (ceil(in/G) * max(G/L * terms, rescale) + 1) + R + 6`` cycles.
-  ``R``, ``L``, ``G`` come from :mod:`gen.config`'s default config unless a config is given;
-* **area** of the engine is read from ``build/reports/area.json`` (``python -m gen area``): per-row
+* **bits per weight** (storage, metadata included) is :meth:`sw.quantize.FormatSpec.bits_per_weight`,
+  read from the format registries: element bits + scale bits per group + zero point per group
+  (asymmetric INT) + the BitMoD selector per group (+ NVFP4's fp32 tensor scale per tensor);
+  :func:`probe_bits` measures the same number with ``sw.quantize`` on a probe tensor and the tests
+  hold the two equal;
+* **cycles** follow the engine's cycle model, :mod:`sw.cycles` (``terms(fmt)`` cycles per weight
+  beat from ``sw.terms``); ``R``, ``L``, ``G`` come from :data:`sw.cycles.DEFAULT` (the default
+  engine's shape) unless a shape is given (``gen.config.EngineConfig.shape`` for another config);
+* **area** of the engine is read from ``build/reports/area.json`` (``bitmix area``): per-row
   GE of the ``bitmix`` design and of the ``bitmix_int4_only`` one; ``None`` when the report is absent.
 
 Formats the engine cannot run (``nvfp4``, ``mxfp4``, ``fp8_e4m3``, and ``fp16`` meaning "keep the
@@ -32,24 +25,19 @@ from pathlib import Path
 
 import torch
 
-from gen import config as gen_config
-from sw import formats as F
 from sw import terms as T
-from sw.quantize import quantize
+from sw.cycles import DEFAULT, EngineShape
+from sw.quantize import format_spec, quantize
 
 #: Pseudo-format "keep the layer in floating point" (stored as fp16; not run on the engine).
 KEEP_FLOAT = "fp16"
 KEEP_FLOAT_BITS = 16.0
 AREA_JSON = Path("build/reports/area.json")
 
-_GROUP_FORMATS = {"bitmod3": "fp3", "bitmod4": "fp4"}          # BitMoD: 2-bit selector per group
-_BLOCK_FORMATS = {"mxfp4": (32, "e8m0", 0), "mxfp6_e2m3": (32, "e8m0", 0), "mxfp6_e3m2": (32, "e8m0", 0),
-                  "mxfp8_e4m3": (32, "e8m0", 0), "mxint8": (32, "e8m0", 0), "nvfp4": (16, "e4m3", 32)}
 
-
-def default_config() -> gen_config.EngineConfig:
-    """The engine config the cost model uses by default (``gen.config.load()``: 4 rows x 8 lanes, G=128)."""
-    return gen_config.load()
+def default_shape() -> EngineShape:
+    """The engine shape the cost model uses by default (:data:`sw.cycles.DEFAULT`: 4 rows x 8 lanes, G=128)."""
+    return DEFAULT
 
 
 def is_engine_format(fmt: str) -> bool:
@@ -57,17 +45,15 @@ def is_engine_format(fmt: str) -> bool:
     return fmt in T.HW_FORMATS
 
 
-def _element_bits(fmt: str) -> int:
-    if fmt in _GROUP_FORMATS:
-        return F.bitmod_variants(_GROUP_FORMATS[fmt])[0].bits
-    if fmt in _BLOCK_FORMATS:
-        from sw.quantize import variants_for
-        return variants_for(fmt)[0].bits
+def _spec(fmt: str):
     try:
-        return F.get(fmt).bits
-    except ValueError:
-        raise ValueError(f"fmt={fmt!r} is not a weight format; known: {', '.join(F.names())}, "
-                         f"{', '.join(_GROUP_FORMATS)}, {', '.join(_BLOCK_FORMATS)}, {KEEP_FLOAT!r}") from None
+        return format_spec(fmt)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"fmt={fmt!r} is not a weight format ({e}); or {KEEP_FLOAT!r} to keep float") from None
+
+
+def _element_bits(fmt: str) -> int:
+    return _spec(fmt).bits
 
 
 def bits_per_weight(fmt: str, group_size: int | None = 128, scale_format: str | None = None,
@@ -80,19 +66,7 @@ def bits_per_weight(fmt: str, group_size: int | None = 128, scale_format: str | 
     """
     if fmt == KEEP_FLOAT:
         return KEEP_FLOAT_BITS
-    elem = _element_bits(fmt)
-    if fmt in _BLOCK_FORMATS:
-        block, sf, tensor_bits = _BLOCK_FORMATS[fmt]
-        return elem + F.get_scale_format(sf).bits / block + (tensor_bits / numel if numel else 0.0)
-    g = group_size if group_size is not None else in_features
-    if isinstance(g, bool) or not isinstance(g, int) or g <= 0:
-        raise ValueError(f"group_size={group_size!r} must be a positive int (or None with in_features given)")
-    meta = F.get_scale_format(scale_format or "fp16").bits
-    if fmt in _GROUP_FORMATS:
-        meta += 2                                   # BitMoD variant selector
-    elif isinstance(F.get(fmt), F.AsymmetricInt):
-        meta += elem                                # integer zero point
-    return elem + meta / g
+    return _spec(fmt).bits_per_weight(group_size, scale_format, in_features=in_features, numel=numel)
 
 
 def layer_bits_per_weight(fmt: str, out_features: int, in_features: int, group_size: int | None = 128,
@@ -106,7 +80,8 @@ def layer_bits_per_weight(fmt: str, out_features: int, in_features: int, group_s
     """
     if fmt == KEEP_FLOAT:
         return KEEP_FLOAT_BITS
-    g = _BLOCK_FORMATS[fmt][0] if fmt in _BLOCK_FORMATS else (in_features if group_size is None else group_size)
+    block = _spec(fmt).block
+    g = block if block is not None else (in_features if group_size is None else group_size)
     in_p = math.ceil(in_features / g) * g
     bpw = bits_per_weight(fmt, g, scale_format, numel=out_features * in_p)
     if in_p != in_features:
@@ -121,7 +96,7 @@ def probe_bits(fmt: str, group_size: int | None = 128, scale_format: str | None 
     if fmt == KEEP_FLOAT:
         return KEEP_FLOAT_BITS
     w = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    kw = {} if fmt in _BLOCK_FORMATS else {"group_size": group_size, "scale_format": scale_format}
+    kw = {} if _spec(fmt).block is not None else {"group_size": group_size, "scale_format": scale_format}
     return float(quantize(w, fmt, **kw).bits_per_weight)
 
 
@@ -130,30 +105,22 @@ def terms(fmt: str) -> int | None:
     return T.terms(fmt) if is_engine_format(fmt) else None
 
 
-def drain_cycles(cfg: gen_config.EngineConfig | None = None) -> int:
-    """Cycles from the last step of a layer until its last results leave ``res`` (``R + 6``,
-    docs/engine.md's cycle model)."""
-    return (cfg or default_config()).rows + 6
+def drain_cycles(shape: EngineShape | None = None) -> int:
+    """Cycles from the last step of a layer until its last results leave ``res`` (:mod:`sw.cycles`)."""
+    return (shape or DEFAULT).drain_cycles
 
 
 def layer_cycles(fmt: str, out_features: int, in_features: int,
-                 cfg: gen_config.EngineConfig | None = None) -> int | None:
-    """Engine cycles of one ``out x in`` matrix-vector product in ``fmt`` (``None``: not runnable).
-
-    ``ceil(out/R) * (n_groups * max(G/L * terms, cfg.rescale_cycles) + 1) + drain``,
-    ``n_groups = ceil(in/G)`` (see the module docstring). For the default engine this is
-    ``ceil(out/4) * (ceil(in/128) * 16 * terms + 1) + 10``.
-    """
+                 shape: EngineShape | None = None) -> int | None:
+    """Engine cycles of one ``out x in`` matrix-vector product in ``fmt`` (``None``: not runnable),
+    :meth:`sw.cycles.EngineShape.gemv_cycles` of the default engine unless ``shape`` is given."""
     for name, v in (("out_features", out_features), ("in_features", in_features)):
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{name}={v!r} must be a positive int")
     t = terms(fmt)
     if t is None:
         return None
-    cfg = cfg or default_config()
-    group = max(cfg.steps_per_group * t, cfg.rescale_cycles)
-    tiles = math.ceil(out_features / cfg.rows)
-    return tiles * (math.ceil(in_features / cfg.group_size) * group + 1) + drain_cycles(cfg)
+    return (shape or DEFAULT).gemv_cycles(t, out_features, in_features)
 
 
 @dataclass(frozen=True)
@@ -188,7 +155,7 @@ def engine_area(path: Path | str = AREA_JSON) -> dict | None:
         mix_ge, int4_ge = float(mix["row"]["ge"]), float(int4["row"]["ge"])
     except (KeyError, TypeError, ValueError):
         return None
-    rows = int(doc.get("config", {}).get("rows", default_config().rows))
+    rows = int(doc.get("config", {}).get("rows", DEFAULT.rows))
     return {"bitmix_ge_per_row": mix_ge, "int4_only_ge_per_row": int4_ge, "ratio": mix_ge / int4_ge,
             "rows": rows, "engine_ge": mix_ge * rows, "int4_only_engine_ge": int4_ge * rows,
             "generated": doc.get("generated")}

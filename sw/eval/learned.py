@@ -47,11 +47,10 @@ import torch
 from torch import nn
 
 import sw
-from sw import mx, nvfp4
-from sw.formats import AsymmetricInt, SymmetricInt, get_scale_format
-from sw.quantize import DEFAULT_GROUP_SIZE
+from sw import nvfp4
+from sw.formats import SymmetricInt, get_scale_format
 
-from .fakequant import check_format, fixed_block
+from .fakequant import check_format, resolve_group
 
 
 def _uniform_step(element) -> float | None:
@@ -137,24 +136,14 @@ class LearnedQuantizer(nn.Module):
                              f"{getattr(weight, 'shape', type(weight).__name__)}")
         w = weight.detach().to(torch.float32)
         out_f, k = w.shape
-        block = fixed_block(fmt)
-        if block is not None:
-            if group_size not in (block, 128):
-                raise ValueError(f"group_size={group_size!r} is not allowed for {fmt}: its block is {block}")
-            g, gs_arg = block, DEFAULT_GROUP_SIZE
-        else:
-            if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int)
-                                           or group_size <= 0):
-                raise ValueError(f"group_size={group_size!r} must be a positive int or None")
-            g, gs_arg = (k if group_size is None else group_size), group_size
+        g, gs_arg = resolve_group(fmt, group_size, k)
         pad = (-k) % g
         wp = torch.cat([w, w.new_zeros(out_f, pad)], 1) if pad else w
         qt = sw.quantize(wp, fmt, gs_arg, scale_format=scale_format)
         self.fmt, self.k, self.g, self.pad = fmt, k, g, pad
         self.qt0 = qt
-        self.kind = ("mx" if fmt in mx.MX_FORMATS else "nvfp4" if fmt in nvfp4.NVFP4_FORMATS else
-                     "asym" if isinstance(qt.element, AsymmetricInt) else "bitmod" if qt.selectors is not None
-                     else "absmax")
+        kind = sw.format_spec(fmt).kind     # element, asym, or the group format's family
+        self.kind = "absmax" if kind == "element" else kind
         self.learn_scale = bool(learn_scale) and self.kind != "mx"
         ng = wp.shape[1] // g
         s0 = qt.scales.to(torch.float32).reshape(out_f, ng)

@@ -44,6 +44,7 @@ def tiny_bert(seed: int = 0):
 
 def _encoder(ctx: EvalContext):
     from transformers import AutoTokenizer
+
     from .models import load_minilm, minilm_dir
     if ctx.tiny:
         return tiny_bert(ctx.seed), AutoTokenizer.from_pretrained(str(minilm_dir())), "tiny random BERT (MiniLM tokenizer)"
@@ -79,6 +80,7 @@ def evaluate_format(model: nn.Module, tok, sentences: list[str], ref: torch.Tens
 def section(ctx: EvalContext) -> Section:
     """Weight SQNR and sentence-embedding cosine of MiniLM per format."""
     from tqdm.auto import tqdm
+
     from .data import sentences as draw
     t0 = time.perf_counter()
     p = PRESETS[ctx.preset.name]

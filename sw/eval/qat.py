@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .learned import LearnedQuantizer
 from .hooks import QuantSpec, attach_act_kv, decoder_linears
+from .learned import LearnedQuantizer
 
 PRESETS: dict[str, dict] = {
     # quick ~5 min on 2 idle cores (generation ~35 s at ~70 tok/s batched, ~6 s per KD step of

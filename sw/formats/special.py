@@ -12,7 +12,7 @@ selector   FP4 (E2M1 units)    FP3 ({0,±1,±2,±4} units)
 3 EA-      -8                  -6
 =========  ==================  ==========================
 
-(ER = extra resolution, EA = extra asymmetry; see ``shared/reference/bitmod.md`` §1.2-1.4.)
+(ER = extra resolution, EA = extra asymmetry; the BitMoD paper, Chen et al., HPCA 2025, §III.)
 Every other code keeps its base meaning, so a variant is the base table with code
 ``1 0..0`` replaced.
 
