@@ -55,9 +55,9 @@ U64 = np.uint64
 
 
 # =========================================================================== SoftFloat oracle
-def _sf():
+def _sf(mode: str = "NEAR_EVEN"):
     import softfloatpy as sf
-    sf.set_rounding_mode(sf.RoundingMode.NEAR_EVEN)
+    sf.set_rounding_mode(sf.RoundingMode[mode])
     return sf
 
 
@@ -80,17 +80,18 @@ def _canonical_nan32(bits: np.ndarray) -> np.ndarray:
 
 def _chunked(fn):
     """Apply a per-vector oracle in chunks (bounded memory for millions of Python objects)."""
-    def run(x: np.ndarray, *args) -> np.ndarray:
+    def run(x: np.ndarray, *args, **kw) -> np.ndarray:
         step = 1 << 16
-        parts = [fn(x[i:i + step], *args) for i in range(0, len(x), step)]
+        parts = [fn(x[i:i + step], *args, **kw) for i in range(0, len(x), step)]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=U64)
     run.__name__, run.__doc__ = fn.__name__, fn.__doc__
     return run
 
 
 @_chunked
-def oracle_f32_add(x: np.ndarray) -> np.ndarray:
-    sf = _sf()
+def oracle_f32_add(x: np.ndarray, mode: str = "NEAR_EVEN") -> np.ndarray:
+    """``f32_add`` (rounding ``mode``: a ``softfloatpy.RoundingMode`` name), NaN canonical."""
+    sf = _sf(mode)
     a = _to_sf(x[:, 0], sf.Float32, 4)
     b = _to_sf(x[:, 1], sf.Float32, 4)
     add = sf.f32_add
@@ -108,12 +109,12 @@ def oracle_fp16_mul(x: np.ndarray) -> np.ndarray:
 
 
 @_chunked
-def oracle_scaled_int_to_f32(x: np.ndarray, exp_width: int) -> np.ndarray:
+def oracle_scaled_int_to_f32(x: np.ndarray, exp_width: int, mode: str = "NEAR_EVEN") -> np.ndarray:
     """``fp32_RNE(mant * 2**exp)``; ``x[:, 0]`` the two's complement ``mant`` as uint64 (sign
     extended), ``x[:, 1]`` the signed ``exp`` as uint64 (sign extended)."""
     if exp_width > 10:
         raise ValueError("the f64 route is exact only for exp_width <= 10")
-    sf = _sf()
+    sf = _sf(mode)
     mant = x[:, 0].view(np.int64)
     exps = x[:, 1].view(np.int64)
     half = 1 << (exp_width - 1)
@@ -310,6 +311,99 @@ def _cvt_classes(rng, int_width: int, exp_width: int) -> dict[str, np.ndarray]:
     return c
 
 
+# =========================================================================== coverage
+def _bit_length(v: np.ndarray) -> np.ndarray:
+    """Bit length of non-negative int64 values (0 for 0), exact for every int64."""
+    v = v.astype(np.int64)
+    out = np.zeros(len(v), dtype=np.int64)
+    for sh in (32, 16, 8, 4, 2, 1):
+        big = (v >> sh) != 0
+        out += np.where(big, sh, 0)
+        v = np.where(big, v >> sh, v)
+    return out + (v != 0)
+
+
+def _rounding_kinds(mag: np.ndarray, r: np.ndarray, lead: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
+    """Masks of how ``mag`` (exact integer magnitude) rounds to fp32 when its ``r`` low bits are
+    dropped; ``lead`` is the unbiased exponent of its leading one (for the overflow mask)."""
+    r = np.clip(r, 0, 62)
+    one = np.int64(1)
+    low = mag & ((one << r) - 1)
+    half = np.where(r > 0, one << np.maximum(r - 1, 0), 0)
+    odd = ((mag >> r) & 1) == 1
+    inexact = valid & (r > 0) & (low != 0)
+    kinds = {"exact": valid & ~inexact, "round_down": inexact & (low < half), "round_up": inexact & (low > half),
+             "tie_to_even_down": inexact & (low == half) & ~odd, "tie_to_even_up": inexact & (low == half) & odd}
+    # overflow: the leading one at 2^128 or above, or at 2^127 with 24 ones rounding up into 2^128
+    up = kinds["round_up"] | kinds["tie_to_even_up"]
+    over = valid & ((lead >= 128) | ((lead == 127) & ((mag >> r) == (1 << 24) - 1) & up))
+    kinds = {k: v & ~over for k, v in kinds.items()}
+    kinds["overflow"] = over
+    return kinds
+
+
+def _f32_add_rounding(x: np.ndarray) -> dict[str, np.ndarray]:
+    """Exact rounding situation of every finite ``a + b`` (integer arithmetic: with an exponent
+    difference above 38 the smaller operand lies far below half an ulp: a plain round-down/up
+    without a tie, counted as ``far_operand``)."""
+    a, b = x[:, 0].astype(np.int64), x[:, 1].astype(np.int64)
+    finite = (((a >> 23) & 0xFF) != 0xFF) & (((b >> 23) & 0xFF) != 0xFF)
+
+    def unpack(v):
+        e = (v >> 23) & 0xFF
+        return np.maximum(e, 1), np.where(e != 0, (v & 0x7FFFFF) | (1 << 23), v & 0x7FFFFF), (v >> 31) & 1
+    ea, ma, sa = unpack(a)
+    eb, mb, sb = unpack(b)
+    swap = eb > ea
+    ea, eb, ma, mb, sa, sb = (np.where(swap, q, p) for p, q in ((ea, eb), (eb, ea), (ma, mb), (mb, ma),
+                                                                 (sa, sb), (sb, sa)))
+    d = ea - eb
+    near = finite & (d <= 38)
+    dd = np.where(near, d, 0)
+    s = np.abs((ma << dd) + np.where(sa == sb, mb, -mb))          # exact |a + b| / 2^(eb - 150)
+    L = _bit_length(s)
+    r = np.maximum(L - 24, 0)                                     # eb >= 1: no subnormal limit needed
+    kinds = _rounding_kinds(s, r, eb - 150 + L - 1, near)
+    kinds["far_operand"] = finite & ~near & (mb != 0)
+    kinds["exact"] |= finite & ~near & (mb == 0)
+    return kinds
+
+
+def _cvt_rounding(x: np.ndarray) -> dict[str, np.ndarray]:
+    """Exact rounding situation of every ``mant * 2**exp`` (normal or subnormal result)."""
+    mag = np.abs(x[:, 0].view(np.int64))        # < 2^63 for int_width <= 54
+    e = x[:, 1].view(np.int64)
+    L = _bit_length(mag)
+    r = np.maximum(L - 24, -149 - e)                              # bits below the result's ulp
+    below = (r > 62) | (r > L)                                     # less than half an ulp: to zero
+    kinds = _rounding_kinds(mag, r, e + L - 1, (mag != 0) & ~below)
+    kinds["exact"] |= mag == 0
+    kinds["round_down"] |= (mag != 0) & below
+    return kinds
+
+
+def _value_kinds32(bits: np.ndarray) -> dict[str, np.ndarray]:
+    e, f = (bits >> U64(23)) & U64(0xFF), bits & U64(0x7FFFFF)
+    return {"nan": (e == 0xFF) & (f != 0), "inf": (e == 0xFF) & (f == 0), "zero": (e == 0) & (f == 0),
+            "subnormal": (e == 0) & (f != 0), "normal": (e != 0) & (e != 0xFF),
+            "negative_zero": bits == U64(0x80000000)}
+
+
+def coverage(unit: "Unit", x: np.ndarray, expected: np.ndarray) -> dict[str, int]:
+    """What the vectors exercise: result kinds (NaN, inf, zeros, subnormal, normal) and, for the
+    rounding units, exact / rounded down / rounded up / ties resolved either way, and overflow
+    from finite operands -- counted from the exact inputs, independently of the RTL."""
+    cov = {k: int(v.sum()) for k, v in _value_kinds32(expected).items()}
+    if unit.oracle_key == "fp32_add":
+        rk = _f32_add_rounding(x)
+    elif unit.name.startswith("cvt"):
+        rk = _cvt_rounding(x)
+    else:
+        return cov
+    cov.update({k: int(v.sum()) for k, v in rk.items()})
+    return cov
+
+
 # =========================================================================== units
 @dataclass(frozen=True)
 class Unit:
@@ -483,6 +577,7 @@ class ClassResult:
     vectors: int
     mismatches: int
     examples: list = field(default_factory=list)      # [{inputs: [...], rtl: ..., softfloat: ...}]
+    coverage: dict = field(default_factory=dict)      # see coverage()
 
 
 @dataclass
@@ -508,8 +603,8 @@ class UnitResult:
                 "mismatches": self.mismatches, "reset_value": self.reset_value,
                 "seconds": {"build": round(self.build_s, 2), "sim": round(self.sim_s, 2),
                             "oracle": round(self.oracle_s, 2)},
-                "classes": {k: {"vectors": c.vectors, "mismatches": c.mismatches, "examples": c.examples}
-                            for k, c in self.classes.items()}}
+                "classes": {k: {"vectors": c.vectors, "mismatches": c.mismatches, "examples": c.examples,
+                                "coverage": c.coverage} for k, c in self.classes.items()}}
 
 
 def _fmt_inputs(unit: Unit, row: np.ndarray) -> list:
@@ -557,7 +652,7 @@ def check_unit(unit: Unit | str, build_dir: Path, scale: float = 1.0, seed: int 
         bad = np.nonzero(got != ref)[0]
         ex = [{"inputs": _fmt_inputs(unit, classes[k][i]), "rtl": f"0x{int(got[i]):08x}",
                "softfloat": f"0x{int(ref[i]):08x}"} for i in bad[:max_examples]]
-        res.classes[k] = ClassResult(n, int(len(bad)), ex)
+        res.classes[k] = ClassResult(n, int(len(bad)), ex, coverage(unit, classes[k], ref))
     return res
 
 
@@ -578,6 +673,11 @@ def markdown(results: list[UnitResult], meta: dict) -> str:
         lines += ["| class | vectors | mismatches |", "|---|---:|---:|"]
         for k, c in r.classes.items():
             lines.append(f"| {k} | {c.vectors:,} | {c.mismatches} |")
+        keys = [k for k in next(iter(r.classes.values())).coverage]
+        lines += ["", "What the vectors exercise (expected results; rounding classes from the exact operands):", "",
+                  "| class | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+        for k, c in r.classes.items():
+            lines.append(f"| {k} | " + " | ".join(f"{c.coverage.get(q, 0):,}" for q in keys) + " |")
         for k, c in r.classes.items():
             for e in c.examples:
                 lines.append(f"- {k}: inputs {e['inputs']}: rtl {e['rtl']}, softfloat {e['softfloat']}")
