@@ -178,6 +178,30 @@ def test_harness_catches_a_flush_to_zero_adder(build_root, shared_cache):
     assert int(ex["rtl"], 16) & 0x7FFFFFFF == 0 and int(ex["softfloat"], 16) & 0x7F800000 == 0
 
 
+class _NoLatencyAdder(wiring.Component):
+    """The combinational Fp32Adder in a design with a clock: wrong for the ``stages=2`` contract
+    (its sum is one cycle early)."""
+    a: In(32)
+    b: In(32)
+    sum: Out(32)
+
+    def elaborate(self, platform):
+        from amaranth import Signal
+        from rtl.fp32 import Fp32Adder
+        m = Module()
+        add = m.submodules.add = Fp32Adder()
+        dummy = Signal()
+        m.d.sync += dummy.eq(~dummy)          # gives the design its clk and rst ports
+        m.d.comb += [add.a.eq(self.a), add.b.eq(self.b), self.sum.eq(add.sum | (dummy & 0))]
+        return m
+
+
+def test_harness_checks_the_pipeline_latency(build_root, shared_cache):
+    wrong = dataclasses.replace(so.UNITS["fp32_add_s2"], name="fp32_add_no_latency", make=_NoLatencyAdder)
+    res = so.check_unit(wrong, build_root, scale=0.01, seed=1, cache=shared_cache)
+    assert res.mismatches > 0.9 * res.vectors
+
+
 def test_oracle_matches_ieee_hardware():
     """softfloatpy through the harness's byte-order plumbing == numpy's IEEE float32 on x86."""
     rng = np.random.default_rng(5)

@@ -487,26 +487,30 @@ int main(int argc, char** argv) {{
             const uint64_t* v = &in[i * K];
 {assign}
             top.eval();
-{clock}
             out[i] = (uint64_t)top.{out};
+{clock}
         }}
         if (std::fwrite(out.data(), sizeof(uint64_t), n, fo) != n) {{ std::perror("fwrite"); return 2; }}
     }}
+{flush}
     top.final();
     std::fclose(fi);
     return std::fclose(fo) == 0 ? 0 : 2;
 }}
 """
 
-# Clocked units: a reset edge first (its output is written as an extra first value), then one
-# vector per cycle: inputs applied with clk low, the rising edge registers stage 1, the output
-# (stage 2, combinational from the register) is read after the edge.
+# Clocked units (one register stage, a free-running pipeline): a reset edge first, then one
+# vector per cycle. The output is read with the clock low, *before* the edge that registers the
+# current vector, so it is the result of the previous vector (one cycle of latency is checked,
+# not just the function): the first value read is the output right after reset, and one last
+# read after the final edge gives the last vector's result -- N + 1 values for N vectors.
 _RESET = """    top.rst = 1; top.clk = 0;{zero}
     top.eval(); top.clk = 1; top.eval();
+    top.clk = 0; top.rst = 0; top.eval();"""
+_CLOCK = "            top.clk = 1; top.eval(); top.clk = 0; top.eval();"
+_FLUSH = """    top.eval();
     out[0] = (uint64_t)top.{out};
-    top.clk = 0; top.rst = 0; top.eval();
     if (std::fwrite(out.data(), sizeof(uint64_t), 1, fo) != 1) {{ std::perror("fwrite"); return 2; }}"""
-_CLOCK = "            top.clk = 1; top.eval(); top.clk = 0;"
 
 
 def _port_widths(component, names) -> list[int]:
@@ -545,8 +549,8 @@ def build_model(unit: Unit, build_dir: Path) -> Path:
     zero = "".join(f" top.{p} = 0;" for p in unit.inputs)
     (build_dir / "driver.cpp").write_text(_DRIVER.format(
         top=top, n_in=len(unit.inputs), assign=assign, out=unit.output,
-        reset=_RESET.format(zero=zero, out=unit.output) if unit.clocked else "",
-        clock=_CLOCK if unit.clocked else ""))
+        reset=_RESET.format(zero=zero) if unit.clocked else "",
+        clock=_CLOCK if unit.clocked else "", flush=_FLUSH.format(out=unit.output) if unit.clocked else ""))
     exe = build_dir / "obj" / f"V{top}"
     cmd = ["verilator", "--cc", "--exe", "--build", "-j", "1", "-Wno-fatal", "-Wno-lint", "-Wno-style",
            "--top-module", top, "-Mdir", "obj", f"{top}.v", "driver.cpp"]
