@@ -13,12 +13,16 @@
   power of two are exact for these widths, so the only rounding is SoftFloat's f64 -> f32 RNE);
 * ``fp16_mul``: :class:`rtl.fp16_mul.Fp16Mul` (the exact fp16 x fp16 product as fp32) against
   ``f32_mul(f16_to_f32(a), f16_to_f32(b))`` (exact: 22 significant bits, always an fp32
-  normal or zero).
+  normal or zero);
+* ``fp16_dequant``: :class:`rtl.fp16_mul.Int8Fp16Dequant` (``fp16_RNE(code * scale)``, the
+  FP16xINT8 baseline's dequantizer) on its whole input space (2^24 vectors) against
+  ``f16_mul(i32_to_f16(code), scale)`` (the int8 code is exact in fp16: one rounding).
 
-NaN convention: each unit documents that every NaN it produces is the canonical quiet NaN
-``0x7FC00000`` (``docs/engine.md``, step 5, and the units' docstrings), so wherever SoftFloat
-returns a NaN (whatever its sign and payload) the expected value is exactly ``0x7FC00000``; every
-other result is compared exactly, signed zeros included.
+NaN convention: each unit documents that every NaN it produces is the canonical quiet NaN,
+``0x7FC00000`` for the fp32 results (``docs/engine.md``, step 5, and the units' docstrings) and
+``0x7E00`` for the dequantizer's fp16 result (its docstring), so wherever SoftFloat returns a NaN
+(whatever its sign and payload) the expected value is exactly that canonical NaN; every other
+result is compared exactly, signed zeros included.
 
 Vectors come in named classes (random, every special value against every other, exhaustive
 exponent-field pairs, exhaustive fp16 significand products, ties, overflow and underflow
@@ -106,6 +110,24 @@ def oracle_fp16_mul(x: np.ndarray) -> np.ndarray:
     b = [cvt(v) for v in _to_sf(x[:, 1], sf.Float16, 2)]
     mul = sf.f32_mul
     return _canonical_nan32(_from_sf([mul(p, q) for p, q in zip(a, b)], 4))
+
+
+FP16_QNAN = 0x7E00
+
+
+@_chunked
+def oracle_int8_fp16_dequant(x: np.ndarray, mode: str = "NEAR_EVEN") -> np.ndarray:
+    """``f16_mul(i32_to_f16(code), scale)`` (``code`` exact in fp16, so one RNE rounding); a NaN
+    result is expected as the documented canonical ``0x7E00``."""
+    sf = _sf(mode)
+    from_int, i2h = sf.Int32.from_int, sf.i32_to_f16
+    codes = {c: i2h(from_int(c)) for c in range(-128, 128)}
+    code = ((x[:, 0].astype(np.int64) + 128) & 0xFF) - 128
+    scale = _to_sf(x[:, 1], sf.Float16, 2)
+    mul = sf.f16_mul
+    y = _from_sf([mul(codes[c], q) for c, q in zip(code.tolist(), scale)], 2)
+    nan = ((y >> U64(10)) & U64(0x1F) == U64(0x1F)) & (y & U64(0x3FF) != U64(0))
+    return np.where(nan, U64(FP16_QNAN), y)
 
 
 @_chunked
@@ -250,6 +272,22 @@ def _mul16_classes(rng) -> dict[str, np.ndarray]:
     return c
 
 
+def _dequant_classes(rng) -> dict[str, np.ndarray]:
+    """The whole input space of Int8Fp16Dequant (every int8 code x every fp16 scale, 2^24), split
+    by the kind of scale."""
+    scale = np.arange(1 << 16, dtype=U64)
+    e, f = (scale >> U64(10)) & U64(0x1F), scale & U64(0x3FF)
+
+    def every_code(scales):
+        x = np.empty((256 * len(scales), 2), dtype=U64)
+        x[:, 0] = np.repeat(np.arange(256, dtype=U64), len(scales))
+        x[:, 1] = np.tile(scales, 256)
+        return x
+    return {"all_codes_x_normal_scales": every_code(scale[(e != 0) & (e != 0x1F)]),
+            "all_codes_x_subnormal_scales": every_code(scale[(e == 0) & (f != 0)]),
+            "all_codes_x_zero_inf_nan_scales": every_code(scale[((e == 0) & (f == 0)) | (e == 0x1F)])}
+
+
 def _cvt_classes(rng, int_width: int, exp_width: int) -> dict[str, np.ndarray]:
     """Full-size vector classes for ScaledIntToFp32 (about 1.07 M vectors)."""
     lo_m, hi_m = -(1 << (int_width - 1)), (1 << (int_width - 1)) - 1
@@ -323,8 +361,10 @@ def _bit_length(v: np.ndarray) -> np.ndarray:
     return out + (v != 0)
 
 
-def _rounding_kinds(mag: np.ndarray, r: np.ndarray, lead: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
-    """Masks of how ``mag`` (exact integer magnitude) rounds to fp32 when its ``r`` low bits are
+def _rounding_kinds(mag: np.ndarray, r: np.ndarray, lead: np.ndarray, valid: np.ndarray,
+                    sig_bits: int = 24, emax: int = 127) -> dict[str, np.ndarray]:
+    """Masks of how ``mag`` (exact integer magnitude) rounds to a binary format with ``sig_bits``
+    significand bits and largest exponent ``emax`` (fp32 by default) when its ``r`` low bits are
     dropped; ``lead`` is the unbiased exponent of its leading one (for the overflow mask)."""
     r = np.clip(r, 0, 62)
     one = np.int64(1)
@@ -334,9 +374,9 @@ def _rounding_kinds(mag: np.ndarray, r: np.ndarray, lead: np.ndarray, valid: np.
     inexact = valid & (r > 0) & (low != 0)
     kinds = {"exact": valid & ~inexact, "round_down": inexact & (low < half), "round_up": inexact & (low > half),
              "tie_to_even_down": inexact & (low == half) & ~odd, "tie_to_even_up": inexact & (low == half) & odd}
-    # overflow: the leading one at 2^128 or above, or at 2^127 with 24 ones rounding up into 2^128
+    # overflow: the leading one at 2^(emax+1) or above, or at 2^emax with all ones rounding up
     up = kinds["round_up"] | kinds["tie_to_even_up"]
-    over = valid & ((lead >= 128) | ((lead == 127) & ((mag >> r) == (1 << 24) - 1) & up))
+    over = valid & ((lead > emax) | ((lead == emax) & ((mag >> r) == (1 << sig_bits) - 1) & up))
     kinds = {k: v & ~over for k, v in kinds.items()}
     kinds["overflow"] = over
     return kinds
@@ -382,19 +422,36 @@ def _cvt_rounding(x: np.ndarray) -> dict[str, np.ndarray]:
     return kinds
 
 
-def _value_kinds32(bits: np.ndarray) -> dict[str, np.ndarray]:
-    e, f = (bits >> U64(23)) & U64(0xFF), bits & U64(0x7FFFFF)
-    return {"nan": (e == 0xFF) & (f != 0), "inf": (e == 0xFF) & (f == 0), "zero": (e == 0) & (f == 0),
-            "subnormal": (e == 0) & (f != 0), "normal": (e != 0) & (e != 0xFF),
-            "negative_zero": bits == U64(0x80000000)}
+def _dequant_rounding(x: np.ndarray) -> dict[str, np.ndarray]:
+    """Exact rounding situation of every finite ``code * scale`` to fp16."""
+    code = np.abs(((x[:, 0].astype(np.int64) + 128) & 0xFF) - 128)
+    s = x[:, 1].astype(np.int64)
+    e, f = (s >> 10) & 0x1F, s & 0x3FF
+    mag = code * np.where(e != 0, f | 0x400, f)                 # value = mag * 2^(max(e,1) - 25)
+    L = _bit_length(mag)
+    r = np.maximum(L - 11, 0)                                    # max(e,1) - 25 >= -24: no subnormal limit
+    kinds = _rounding_kinds(mag, r, np.maximum(e, 1) - 25 + L - 1, (e != 0x1F) & (mag != 0), 11, 15)
+    kinds["exact"] |= (e != 0x1F) & (mag == 0)
+    return kinds
+
+
+def _value_kinds(bits: np.ndarray, exp_bits: int = 8, frac_bits: int = 23) -> dict[str, np.ndarray]:
+    e, f = (bits >> U64(frac_bits)) & U64((1 << exp_bits) - 1), bits & U64((1 << frac_bits) - 1)
+    top = (1 << exp_bits) - 1
+    return {"nan": (e == top) & (f != 0), "inf": (e == top) & (f == 0), "zero": (e == 0) & (f == 0),
+            "subnormal": (e == 0) & (f != 0), "normal": (e != 0) & (e != top),
+            "negative_zero": bits == U64(1 << (exp_bits + frac_bits))}
 
 
 def coverage(unit: "Unit", x: np.ndarray, expected: np.ndarray) -> dict[str, int]:
     """What the vectors exercise: result kinds (NaN, inf, zeros, subnormal, normal) and, for the
     rounding units, exact / rounded down / rounded up / ties resolved either way, and overflow
     from finite operands -- counted from the exact inputs, independently of the RTL."""
-    cov = {k: int(v.sum()) for k, v in _value_kinds32(expected).items()}
-    if unit.oracle_key == "fp32_add":
+    half = unit.name == "fp16_dequant"
+    cov = {k: int(v.sum()) for k, v in (_value_kinds(expected, 5, 10) if half else _value_kinds(expected)).items()}
+    if half:
+        rk = _dequant_rounding(x)
+    elif unit.oracle_key == "fp32_add":
         rk = _f32_add_rounding(x)
     elif unit.name.startswith("cvt"):
         rk = _cvt_rounding(x)
@@ -433,6 +490,11 @@ def _fp16_mul():
     return Fp16Mul()
 
 
+def _fp16_dequant():
+    from rtl.fp16_mul import Int8Fp16Dequant
+    return Int8Fp16Dequant()
+
+
 UNITS: dict[str, Unit] = {u.name: u for u in [
     Unit("fp32_add", lambda: _adder(1), ("a", "b"), "sum", False, _add_classes, oracle_f32_add, "fp32_add",
          "rtl.fp32.Fp32Adder() (combinational) vs f32_add"),
@@ -446,6 +508,9 @@ UNITS: dict[str, Unit] = {u.name: u for u in [
          "rtl.fp32.ScaledIntToFp32(54, 10) (widest int_width) vs f64_to_f32(i64_to_f64(mant) * 2^exp)"),
     Unit("fp16_mul", _fp16_mul, ("a", "b"), "p", False, _mul16_classes, oracle_fp16_mul, "fp16_mul",
          "rtl.fp16_mul.Fp16Mul vs f32_mul(f16_to_f32(a), f16_to_f32(b))"),
+    Unit("fp16_dequant", _fp16_dequant, ("code", "scale"), "w", False, _dequant_classes, oracle_int8_fp16_dequant,
+         "fp16_dequant", "rtl.fp16_mul.Int8Fp16Dequant (FP16xINT8 baseline) vs f16_mul(i32_to_f16(code), scale), "
+         "exhaustive; NaN results as the documented canonical fp16 0x7E00"),
 ]}
 
 
