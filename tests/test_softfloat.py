@@ -19,8 +19,6 @@ from amaranth.lib.wiring import In, Out
 
 from verif import softfloat_oracle as so
 
-pytest.importorskip("softfloatpy")
-
 # fraction of each full vector class kept by the tests (~10^5 vectors per unit)
 SUBSET = {"fp32_add": 0.1, "fp32_add_s2": 0.1, "cvt_w44": 0.1, "cvt_w54": 0.1, "fp16_mul": 0.025,
           "fp16_dequant": 0.006}
@@ -45,7 +43,7 @@ def models(build_root):
     def get(name):
         if name not in cache:
             unit = so.UNITS[name]
-            cache[name] = (unit, so.build_model(unit, build_root / f"kat_{name}"))
+            cache[name] = (unit, so.build_model(unit, build_root / name))   # the dir check_unit uses
         return cache[name]
     return get
 

@@ -599,24 +599,34 @@ def _verilator_env() -> dict[str, str]:
     return env
 
 
+def _write_if_changed(path: Path, text: str) -> bool:
+    if path.exists() and path.read_text() == text:
+        return False
+    path.write_text(text)
+    return True
+
+
 def build_model(unit: Unit, build_dir: Path) -> Path:
     """Verilog of ``unit`` (Amaranth) + generated C++ driver -> Verilator executable in
-    ``build_dir`` (returned). Rebuilds are cheap with ccache (``OBJCACHE``)."""
+    ``build_dir`` (returned). Nothing is rebuilt when the executable exists and both sources
+    are unchanged; other rebuilds are cheap with ccache (``OBJCACHE``)."""
     from amaranth.back import verilog
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     top = "dut"
     comp = unit.make()
     widths = _port_widths(comp, unit.inputs)
-    (build_dir / f"{top}.v").write_text(verilog.convert(comp, name=top, emit_src=False))
+    changed = _write_if_changed(build_dir / f"{top}.v", verilog.convert(comp, name=top, emit_src=False))
     assign = "\n".join(f"            top.{p} = v[{i}] & 0x{(1 << w) - 1:x}ULL;"
                        for i, (p, w) in enumerate(zip(unit.inputs, widths)))
     zero = "".join(f" top.{p} = 0;" for p in unit.inputs)
-    (build_dir / "driver.cpp").write_text(_DRIVER.format(
+    changed |= _write_if_changed(build_dir / "driver.cpp", _DRIVER.format(
         top=top, n_in=len(unit.inputs), assign=assign, out=unit.output,
         reset=_RESET.format(zero=zero) if unit.clocked else "",
         clock=_CLOCK if unit.clocked else "", flush=_FLUSH.format(out=unit.output) if unit.clocked else ""))
     exe = build_dir / "obj" / f"V{top}"
+    if exe.exists() and not changed:
+        return exe
     cmd = ["verilator", "--cc", "--exe", "--build", "-j", "1", "-Wno-fatal", "-Wno-lint", "-Wno-style",
            "--top-module", top, "-Mdir", "obj", f"{top}.v", "driver.cpp"]
     r = subprocess.run(cmd, cwd=build_dir, env=_verilator_env(), capture_output=True, text=True)
@@ -658,6 +668,7 @@ class UnitResult:
     build_s: float = 0.0
     sim_s: float = 0.0
     oracle_s: float = 0.0
+    shared_oracle: bool = False         # vectors and expected values reused from a unit checked before
 
     @property
     def vectors(self) -> int:
@@ -671,7 +682,7 @@ class UnitResult:
         return {"unit": self.unit, "describe": self.describe, "vectors": self.vectors,
                 "mismatches": self.mismatches, "reset_value": self.reset_value,
                 "seconds": {"build": round(self.build_s, 2), "sim": round(self.sim_s, 2),
-                            "oracle": round(self.oracle_s, 2)},
+                            "oracle": round(self.oracle_s, 2)}, "shared_oracle": self.shared_oracle,
                 "classes": {k: {"vectors": c.vectors, "mismatches": c.mismatches, "examples": c.examples,
                                 "coverage": c.coverage} for k, c in self.classes.items()}}
 
@@ -712,7 +723,8 @@ def check_unit(unit: Unit | str, build_dir: Path, scale: float = 1.0, seed: int 
     t2 = time.perf_counter()
     got_all, reset_value = run_model(unit, exe, x, build_dir)
     sim_s = time.perf_counter() - t2
-    res = UnitResult(unit.name, unit.describe, {}, reset_value, t1 - t0, sim_s, oracle_s)
+    res = UnitResult(unit.name, unit.describe, {}, reset_value, t1 - t0, sim_s, oracle_s,
+                     shared_oracle=cache is not None and oracle_s == 0.0 and key in cache)
     start = 0
     for k in names:
         n = len(classes[k])
@@ -729,12 +741,16 @@ def check_unit(unit: Unit | str, build_dir: Path, scale: float = 1.0, seed: int 
 def markdown(results: list[UnitResult], meta: dict) -> str:
     lines = ["# SoftFloat oracle report", "",
              f"softfloatpy {meta['softfloatpy']} (Berkeley SoftFloat 3), seed {meta['seed']}, scale {meta['scale']}, "
-             f"total {meta['seconds']:.0f} s. NaN results are expected as the documented canonical "
-             "`0x7FC00000`; everything else bit for bit.", "",
+             f"total {meta['seconds']:.0f} s. NaN results are expected as the documented canonical NaN "
+             "(`0x7FC00000`, fp16 `0x7E00` for fp16_dequant); everything else bit for bit, signed zeros "
+             "included. Command: `python -m verif.softfloat_oracle"
+             + (f" --units {' '.join(meta['units'])}" if list(meta["units"]) != list(UNITS) else "")
+             + (f" --scale {meta['scale']}" if meta["scale"] != 1.0 else "")
+             + (f" --seed {meta['seed']}" if meta["seed"] != 0 else "") + "`.", "",
              "| unit | vectors | mismatches | build s | sim s | oracle s |", "|---|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r.unit} | {r.vectors:,} | {r.mismatches} | {r.build_s:.1f} | {r.sim_s:.1f} | "
-                     f"{r.oracle_s:.1f} |")
+        osec = "shared" if r.shared_oracle else f"{r.oracle_s:.1f}"
+        lines.append(f"| {r.unit} | {r.vectors:,} | {r.mismatches} | {r.build_s:.1f} | {r.sim_s:.1f} | {osec} |")
     for r in results:
         lines += ["", f"## {r.unit}", "", r.describe, ""]
         if r.reset_value is not None:
@@ -771,7 +787,7 @@ def main(argv=None) -> int:
         results.append(r)
         print(f"[{name}] {r.vectors:,} vectors, {r.mismatches} mismatches "
               f"(build {r.build_s:.1f} s, sim {r.sim_s:.1f} s, oracle {r.oracle_s:.1f} s)", flush=True)
-    meta = {"softfloatpy": version("softfloatpy"), "seed": args.seed, "scale": args.scale,
+    meta = {"softfloatpy": version("softfloatpy"), "units": args.units, "seed": args.seed, "scale": args.scale,
             "seconds": time.perf_counter() - t0}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
