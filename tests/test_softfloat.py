@@ -12,7 +12,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from amaranth import Cat, Const, Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -205,6 +204,7 @@ class _NoLatencyAdder(wiring.Component):
 
     def elaborate(self, platform):
         from amaranth import Signal
+
         from rtl.fp32 import Fp32Adder
         m = Module()
         add = m.submodules.add = Fp32Adder()
