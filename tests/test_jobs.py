@@ -65,3 +65,27 @@ def test_local_cluster_equals_serial_and_reports_failures(tmp_path):
     # a job that kills its worker every time ends as KilledWorker under its name
     out = J.run([J.Job("dies", dies)], scheduler="local", workers=1, progress=False)
     assert out["dies"]["error"].startswith("KilledWorker: Attempted to run task 'dies")
+
+
+# --------------------------------------------------------------------------- bitmix sim on the job engine
+def test_sim_runs_are_named_jobs_and_a_failed_run_is_reported_by_name(monkeypatch, tmp_path):
+    from gen.config import load
+    from verif import sim
+
+    cfg = load()
+    jobs = sim.suite_jobs(cfg, "icarus", tmp_path, quick=True, waves=False)
+    assert [j.name for j in jobs] == ["icarus/gemv", "icarus/int8", "icarus/throughput"]
+    assert [j.args for j in jobs] == [(cfg, "icarus", tmp_path, p) for p in ("gemv", "int8", "throughput")]
+    assert [j.kwargs for j in jobs] == [{"quick": True, "waves": False}] * 3
+
+    def fake_run_part(cfg, simulator, root, part, quick=False, waves=True):
+        if part == "int8":
+            raise RuntimeError("simulator crashed")
+        return [{"name": f"{simulator}-{part}", "cycles": 200, "ideal": 100, "mismatches": 0}]
+
+    monkeypatch.setattr(sim, "run_part", fake_run_part)
+    res = sim.suite(cfg, ["icarus"], tmp_path, quick=True, waves=False, scheduler="serial")
+    assert res["icarus"]["failed"] == ["icarus/int8: RuntimeError: simulator crashed"]
+    assert res["icarus"]["int8"] == []
+    assert [r["efficiency"] for r in res["icarus"]["throughput"]] == [0.5]
+    assert "**FAILED** icarus/int8: RuntimeError: simulator crashed" in sim.markdown(cfg, res)

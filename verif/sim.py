@@ -9,6 +9,9 @@ Runs, per simulator, the whole engine under cocotb against ``sw.datapath`` (bit 
 * ``throughput``: K = 4096 GEMVs with no stalls: cycles against the ideal
   ``outputs/R x K/L x terms``.
 
+The six runs (three per simulator) are independent jobs on :mod:`sw.jobs` (a local Dask cluster by
+default, ``--scheduler`` for another).
+
 Waveforms (Icarus, FST: ``build/sim/engine_icarus/bitmix_engine.fst``) and logs stay under
 ``build/sim/``; the figures go to ``build/reports/sim.json``
 and ``sim.md``.
@@ -60,60 +63,99 @@ def run_engine(cfg: EngineConfig, cases: list, sim: str, build_dir: Path, *, p_v
     return json.loads(report_path.read_text())
 
 
-def suite(cfg: EngineConfig, sim: str, root: Path, quick: bool = False, waves: bool = True) -> dict:
+PARTS = ("gemv", "int8", "throughput")
+
+
+def run_part(cfg: EngineConfig, sim: str, root: Path, part: str, quick: bool = False, waves: bool = True) -> list:
+    """One run of :data:`PARTS` on one simulator (the vectors are built here, on the worker)."""
     R = cfg.rows
-    K = 1024 if quick else 2048
-    res = {}
+    if part == "gemv":
+        return run_engine(cfg, gemv_cases(cfg, 1024 if quick else 2048, 2 * R + 1), sim, root / f"engine_{sim}",
+                          p_valid=0.7, p_ready=0.6, reset_case=True, waves=waves and sim == "icarus")
+    if part == "int8":
+        int8 = dataclasses.replace(cfg, act_mode="int8", act_bits=max(8, min(cfg.act_bits, 16)),
+                                   name=cfg.name + "_int8")
+        return run_engine(int8, gemv_cases(int8, 1024, 2 * R + 1, seed=100, kinds=("random",)), sim,
+                          root / f"engine_int8_{sim}", p_valid=0.8, p_ready=0.8, waves=False)
+    if part == "throughput":
+        tp_formats = ([f for f in ("int4", "bitmod4", "fp6_e3m2", "fp6_e2m3", "int8", "fp3") if f in cfg.formats]
+                      or list(cfg.formats[:1]))
+        return run_engine(cfg, gemv_cases(cfg, 4096, 4 * R, formats=tp_formats, kinds=("random",)), sim,
+                          root / f"engine_tp_{sim}", waves=False)
+    raise ValueError(f"part={part!r}: choose from {', '.join(PARTS)}")
+
+
+def suite_jobs(cfg: EngineConfig, sim: str, root: Path, quick: bool = False, waves: bool = True) -> list:
+    """The runs of one simulator as independent :class:`sw.jobs.Job` (named ``<sim>/<part>``)."""
+    from sw.jobs import Job
+    weight = {"gemv": 3.0, "int8": 1.0, "throughput": 2.0}
+    return [Job(f"{sim}/{p}", run_part, (cfg, sim, root, p), dict(quick=quick, waves=waves), weight=weight[p])
+            for p in PARTS]
+
+
+def suite(cfg: EngineConfig, sims, root: Path, quick: bool = False, waves: bool = True,
+          scheduler: str | None = None, workers: int | None = None) -> dict:
+    """Every run of every simulator in ``sims`` on :mod:`sw.jobs` (a local Dask cluster by default);
+    ``{sim: {"gemv": [...], "int8": [...], "throughput": [...], "seconds": ..., "failed": [...]}}``."""
+    from sw.jobs import run
+    jobs = [j for sim in sims for j in suite_jobs(cfg, sim, root, quick=quick, waves=waves)]
     t0 = time.perf_counter()
-    res["gemv"] = run_engine(cfg, gemv_cases(cfg, K, 2 * R + 1), sim, root / f"engine_{sim}", p_valid=0.7,
-                             p_ready=0.6, reset_case=True,
-                             waves=waves and sim == "icarus")
-    int8 = dataclasses.replace(cfg, act_mode="int8", act_bits=max(8, min(cfg.act_bits, 16)), name=cfg.name + "_int8")
-    res["int8"] = run_engine(int8, gemv_cases(int8, 1024, 2 * R + 1, seed=100, kinds=("random",)), sim,
-                             root / f"engine_int8_{sim}", p_valid=0.8, p_ready=0.8, waves=False)
-    tp_formats = ([f for f in ("int4", "bitmod4", "fp6_e3m2", "fp6_e2m3", "int8", "fp3") if f in cfg.formats]
-                  or list(cfg.formats[:1]))
-    res["throughput"] = run_engine(cfg, gemv_cases(cfg, 4096, 4 * R, formats=tp_formats, kinds=("random",)),
-                                   sim, root / f"engine_tp_{sim}", waves=False)
-    for r in res["throughput"]:
-        r["efficiency"] = r["ideal"] / r["cycles"]
-    res["seconds"] = time.perf_counter() - t0
-    return res
+    done = run(jobs, scheduler=scheduler, workers=workers, desc="sim")
+    seconds = time.perf_counter() - t0
+    out: dict = {}
+    for sim in sims:
+        res: dict = {"seconds": seconds, "failed": []}
+        for name in PARTS:
+            r = done[f"{sim}/{name}"]
+            if isinstance(r, dict) and "error" in r:
+                res["failed"].append(f"{sim}/{name}: {r['error']}")
+                r = []
+            res[name] = r
+        for r in res["throughput"]:
+            r["efficiency"] = r["ideal"] / r["cycles"]
+        out[sim] = res
+    return out
 
 
 def markdown(cfg: EngineConfig, results: dict) -> str:
     lines = [f"Engine '{cfg.name}': {cfg.rows} rows x {cfg.lanes} lanes, G={cfg.group_size}.", ""]
     for sim, res in results.items():
-        lines += [f"### {sim} ({res['seconds']:.0f} s)", "", "| run | case | cycles | ideal | mismatches |",
-                  "|---|---|---|---|---|"]
+        lines += [f"### {sim}", "", "| run | case | cycles | ideal | mismatches |", "|---|---|---|---|---|"]
         for run in ("gemv", "int8", "throughput"):
             for r in res[run]:
                 eff = f" ({r['ideal'] / r['cycles']:.1%})" if run == "throughput" else ""
                 lines.append(f"| {run} | {r['name']} | {r['cycles']}{eff} | {r['ideal']} | {r['mismatches']} |")
         lines.append("")
+        lines += [f"**FAILED** {f}" for f in res.get("failed", [])]
     return "\n".join(lines)
 
 
 def main(argv=None, prog: str = "bitmix sim") -> int:
+    from sw.jobs import SCHEDULER_ENV
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--config", "-c", help="TOML config (default: the embedded default)")
     ap.add_argument("--sim", nargs="+", default=["icarus", "verilator"], choices=["icarus", "verilator"])
     ap.add_argument("--quick", action="store_true", help="K=1024 instead of 2048 for the stall runs")
     ap.add_argument("--no-waves", action="store_true")
+    ap.add_argument("--scheduler", help=f"'local' (default: a Dask LocalCluster), 'serial', or a Dask scheduler "
+                                        f"address; default from ${SCHEDULER_ENV}")
+    ap.add_argument("--workers", "-j", type=int, help="local cluster workers (default: the machine's cores)")
     args = ap.parse_args(argv)
     cfg = load(args.config)
     root = ROOT / "build" / "sim"
-    results = {}
-    for sim in args.sim:
-        print(f"[{sim}] engine testbenches ...", flush=True)
-        results[sim] = suite(cfg, sim, root, quick=args.quick, waves=not args.no_waves)
-        bad = sum(r["mismatches"] for run in ("gemv", "int8", "throughput") for r in results[sim][run])
-        print(f"[{sim}] done in {results[sim]['seconds']:.0f} s, {bad} mismatches", flush=True)
+    print(f"[{', '.join(args.sim)}] engine testbenches ...", flush=True)
+    t0 = time.perf_counter()
+    results = suite(cfg, args.sim, root, quick=args.quick, waves=not args.no_waves, scheduler=args.scheduler,
+                    workers=args.workers)
+    bad = sum(r["mismatches"] for res in results.values() for run in ("gemv", "int8", "throughput") for r in res[run])
+    failed = [f for res in results.values() for f in res["failed"]]
+    print(f"done in {time.perf_counter() - t0:.0f} s, {bad} mismatches, {len(failed)} failed runs", flush=True)
     md = markdown(cfg, results)
-    _, mdp = write_report(ROOT / "build" / "reports", "sim", {"config": cfg.to_dict(), "results": results}, md)
+    _, mdp = write_report(ROOT / "build" / "reports", "sim", {"config": cfg.to_dict(), "results": results,
+                                                              "seconds": time.perf_counter() - t0}, md)
     print(md)
     print(f"waveforms: {root}/engine_<sim>/bitmix_engine.fst; report: {mdp}")
-    return 0
+    return 1 if bad or failed else 0
 
 
 if __name__ == "__main__":
