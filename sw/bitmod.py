@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from . import formats as F
+from .chunks import for_chunks
 from .formats.element import CHUNK
 from .group_formats import GroupFormat, register
 from .quantized import QuantizedTensor, from_groups, groups_to_meta, to_groups
@@ -120,11 +121,11 @@ def search_fast(xg, variants, scale_format, rounding):
     flat = xg.reshape(-1, xg.shape[-1])
     codes = torch.empty(flat.shape, dtype=torch.uint8)
     sel = torch.empty(flat.shape[0], dtype=torch.uint8)
-    rows = max(1, CHUNK // flat.shape[-1])
-    for r0 in range(0, flat.shape[0], rows):
-        part = slice(r0, r0 + rows)
-        codes[part], sel[part] = _search_chunk(flat[part], variants, {q: s[part] for q, s in scale_of.items()},
-                                               table, rounding)
+
+    def chunk(r0, r1):
+        codes[r0:r1], sel[r0:r1] = _search_chunk(flat[r0:r1], variants, {q: s[r0:r1] for q, s in scale_of.items()},
+                                                 table, rounding)
+    for_chunks(flat.shape[0], max(1, CHUNK // flat.shape[-1]), chunk)
     scales = torch.stack([scale_of[v.qmax] for v in variants], -1)
     s = scales.gather(-1, sel.long().unsqueeze(-1)).squeeze(-1)
     return codes.reshape(xg.shape), s.reshape(xg.shape[:-1]), sel.reshape(xg.shape[:-1])

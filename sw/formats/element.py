@@ -34,6 +34,7 @@ from typing import Sequence
 import torch
 
 from ..checks import as_code_tensor, as_float_tensor, first_position
+from ..chunks import for_chunks
 
 ROUNDINGS = ("nearest_even", "nearest_away", "nearest_down", "nearest_up")
 
@@ -175,14 +176,17 @@ class ElementFormat:
     def _encode_f32(self, x: torch.Tensor, rounding: str) -> torch.Tensor:
         """Encode a float32 tensor known to be NaN-free (no checks; hot path).
 
-        Works in cache-sized chunks: on this 2-core machine that is ~4x faster than one
-        pass over a 16M-element tensor.
+        Works in cache-sized chunks, whole chunks on parallel threads (:func:`sw.chunks.for_chunks`):
+        on this 2-core machine that is ~4x faster than one pass over a 16M-element tensor, and it
+        keeps its speed when another process takes a core.
         """
         if x.numel() > CHUNK:
             flat = x.reshape(-1)
             out = torch.empty(flat.shape, dtype=torch.uint8)
-            for start in range(0, flat.numel(), CHUNK):
-                out[start:start + CHUNK] = self._encode_chunk(flat[start:start + CHUNK], rounding)
+
+            def chunk(a, b):
+                out[a:b] = self._encode_chunk(flat[a:b], rounding)
+            for_chunks(flat.numel(), CHUNK, chunk)
             return out.reshape(x.shape)
         return self._encode_chunk(x, rounding)
 
