@@ -266,3 +266,30 @@ def test_parameter_errors(kw, msg):
 def test_parameters_keyword_only():
     with pytest.raises(TypeError, match=re.escape("WeightPort.__init__() takes 1 positional argument but 5 were given")):
         WeightPort(["int4"], 2, 8, 32)
+
+
+# ---------------------------------------------------------------------------- cocotb (Icarus, Verilator)
+def cocotb_vectors(seed: int = 11) -> dict:
+    """Every format of the default engine's set, R=2, L=8, G=32: both row tiles of a [3, 64]
+    matrix from its sw.pack image, formats shuffled, as plain integers."""
+    tiles = []
+    for i, f in enumerate(ALL):
+        for fmt, words, codes in tiles_for(f, R=2, L=8, G=32, O=3, K=64, W=32, seed=40 + i):
+            tiles.append({"fmt": ALL.index(fmt), "words": words,
+                          "wgt": WS.wgt_beats(codes, lanes=8, code_bits=8)})
+    random.Random(seed).shuffle(tiles)
+    phases = [{"p_in": 1.0, "p_out": 1.0}, {"p_in": 0.6, "p_out": 0.7}, {"p_in": 0.9, "p_out": 0.2},
+              {"p_in": 0.25, "p_out": 0.9}]
+    return {"tiles": tiles, "phases": phases, "seed": seed}
+
+
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_cocotb_weight_port(sim, sim_build_dir):
+    from verif.comb_kick import kick
+    from verif.runner import run_cocotb
+
+    port = WeightPort(formats=ALL, rows=2, lanes=8, group_size=32)
+    text = verilog.convert(port, name="bitmix_weight_port")
+    res = run_cocotb(kick(text) if sim == "icarus" else text, "bitmix_weight_port", "test_weight_port", sim=sim,
+                     build_dir=sim_build_dir, vectors=cocotb_vectors(), expect_tests=1)
+    assert res.passed_names == ["weight_port_tiles"]
