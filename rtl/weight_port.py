@@ -189,8 +189,9 @@ class WeightPort(wiring.Component):
         fm = Signal(range(cm + 1))
         fc = Signal(range(cc + 1))
         ph = Signal(range(3))
-        bufm = [Signal(8 * cm, name=f"main{r}") for r in range(R)]
-        bufc = [Signal(8 * cc, name=f"crumb{r}") for r in range(R)] if any_split else []
+        # data flops without reset: only bytes below the fill counters are ever read
+        bufm = [Signal(8 * cm, name=f"main{r}", reset_less=True) for r in range(R)]
+        bufc = [Signal(8 * cc, name=f"crumb{r}", reset_less=True) for r in range(R)] if any_split else []
 
         # per-format constants, one mux on fmt
         need_m = Signal(range(cm + 1))
@@ -238,13 +239,23 @@ class WeightPort(wiring.Component):
                                 m.d.comb += out.eq(buf >> (8 * n))
             return out
 
+        # where a loaded word lands: bytes fill .. fill+W-1 (after this cycle's take), shared by the rows
+        def write_mask(cap, fill, load):
+            mask = Signal(8 * cap)
+            m.d.comb += mask.eq(Mux(load, Const((1 << 8 * W) - 1, 8 * W) << Cat(Const(0, 3), fill), 0))
+            return mask
+
+        mask_m = write_mask(cm, fm1, load_m)
+        mask_c = write_mask(cc, fc1, load_c) if any_split else None
         for r in range(R):
             word = self.words.payload[r * self.word_bits:(r + 1) * self.word_bits]
             kept = shifted(bufm[r], lambda p: p.need_main)
-            m.d.sync += bufm[r].eq(kept | (load_m.replicate(8 * W) & word) << Cat(Const(0, 3), fm1))
+            placed = word << Cat(Const(0, 3), fm1)
+            m.d.sync += bufm[r].eq((kept & ~mask_m) | (placed & mask_m))
             if any_split:
                 keptc = shifted(bufc[r], lambda p: p.need_crumb)
-                m.d.sync += bufc[r].eq(keptc | (load_c.replicate(8 * W) & word) << Cat(Const(0, 3), fc1))
+                placedc = word << Cat(Const(0, 3), fc1)
+                m.d.sync += bufc[r].eq((keptc & ~mask_c) | (placedc & mask_c))
 
         # output: from the buffers, one mux on fmt per slot
         payload = Signal(R * L * B)
