@@ -107,6 +107,7 @@ class WeightPort(wiring.Component):
     fmt : In(range(max(2, len(formats))))                    [fmt]
         The format of the current tile (index into ``formats``). Hold it from before the tile's
         first word is offered until its last ``wgt`` beat is taken; change it only while ``idle``.
+        An index past the formats holds both streams (``words.ready`` and ``wgt.valid`` low).
     words : In(stream.Signature(R*W))                        [words__payload, __valid, __ready]
         Row ``r``'s next word at bits ``[r*W + W-1 : r*W]``: ``W/8`` bytes of the row's packed
         stream (``sw.pack``), byte ``j`` at bits ``[8j+7:8j]``. Schedule: the row's words in stream
@@ -197,12 +198,14 @@ class WeightPort(wiring.Component):
         need_m = Signal(range(cm + 1))
         need_c = Signal(range(cc + 1))
         split = Signal()
+        known = Signal()           # fmt names one of the formats (an index past them stalls both sides)
         with m.Switch(self.fmt):
             for i, p in enumerate(self.plans):
                 with m.Case(i):
-                    m.d.comb += [need_m.eq(p.need_main), need_c.eq(p.need_crumb), split.eq(p.split)]
+                    m.d.comb += [need_m.eq(p.need_main), need_c.eq(p.need_crumb), split.eq(p.split),
+                                 known.eq(1)]
 
-        valid = (fm >= need_m) & (~split | (fc >= need_c))
+        valid = known & (fm >= need_m) & (~split | (fc >= need_c))
         take = valid & self.wgt.ready
         fm1 = Signal.like(fm)
         fc1 = Signal.like(fc)
@@ -217,7 +220,7 @@ class WeightPort(wiring.Component):
         m.d.comb += room.eq(((fc1 + W) <= cc) if any_split else 0)
         with m.If(~to_crumb):
             m.d.comb += room.eq((fm1 + W) <= cm)
-        m.d.comb += self.words.ready.eq(room)
+        m.d.comb += self.words.ready.eq(room & known)
         load = self.words.valid & room
         load_m = load & ~to_crumb
         load_c = load & to_crumb

@@ -171,6 +171,49 @@ def test_reset_mid_tile():
     run(port, tiles, seed=6, reset_at=(0, 4))
 
 
+def test_unknown_fmt_stalls_both_sides():
+    """fmt past the formats: no beat comes out and no word is taken, whatever the buffers hold."""
+    port = WeightPort(formats=["int4", "int8", "int3"], rows=1, lanes=8, group_size=32)
+    top = Module()
+    top.domains.sync = ClockDomain("sync")
+    top.submodules.dut = port
+    sim = Simulator(top)
+    sim.add_clock(1e-6, domain="sync")
+    seen = []
+
+    async def tb(ctx):
+        ctx.set(port.fmt, 1)                      # int8: two words make a beat
+        ctx.set(port.words.valid, 1)
+        ctx.set(port.words.payload, 0x01020304)
+        await ctx.tick()
+        ctx.set(port.words.valid, 0)
+        seen.append((ctx.get(port.wgt.valid), ctx.get(port.idle)))       # one word held, no beat yet
+        ctx.set(port.fmt, 0)                      # int4: the held word is a beat
+        seen.append((ctx.get(port.wgt.valid), ctx.get(port.wgt.payload)))
+        ctx.set(port.fmt, 3)
+        ctx.set(port.words.valid, 1)
+        ctx.set(port.wgt.ready, 1)
+        seen.append((ctx.get(port.wgt.valid), ctx.get(port.words.ready)))
+
+    sim.add_testbench(tb)
+    sim.run()
+    assert seen == [(0, 0), (1, 0x0001000200030004), (0, 0)]
+
+
+def test_port_matches_the_engine_wgt():
+    """The port's wgt and fmt have the widths of the engine's wgt payload and cmd.fmt field."""
+    from gen.config import load
+    from rtl.engine import Engine, cmd_layout
+
+    cfg = load(None)
+    port = WeightPort.for_config(cfg)
+    engine = Engine(cfg)
+    assert len(port.wgt.payload) == len(engine.wgt.payload) == 256
+    assert len(port.fmt) == cmd_layout(cfg)["fmt"].width == 4
+    assert (port.word_bits, port.cap_main, port.cap_crumb) == (32, 12, 6)
+    port._MustUse__silence = engine._MustUse__silence = True     # built for their widths only
+
+
 def test_verilog_ports():
     port = WeightPort(formats=ALL, rows=4, lanes=8, group_size=128)
     text = verilog.convert(port, name="bitmix_weight_port")
