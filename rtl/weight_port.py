@@ -69,21 +69,32 @@ def _simulate(plan: FormatPlan, word: int, cap_main: int, cap_crumb: int, cycles
 
 
 def buffer_bytes(plans, word: int) -> tuple[int, int]:
-    """Smallest ``(main, crumb)`` buffer bytes per row that reach, for every plan, the rate of
-    unbounded buffers on :func:`_simulate` (the crumb buffer is 0 without a split format)."""
+    """``(bytes, crumb bytes)`` per row: the smallest buffer that reaches, for every plan, the rate
+    of unbounded buffers on :func:`_simulate`. A split format keeps its nibbles in the low
+    ``bytes - crumb bytes`` and its crumbs in the top ``crumb bytes`` of the same buffer; the other
+    formats use all of it (crumb bytes 0 without a split format)."""
     plans = tuple(plans)
     big = 1 << 20
-    lo_m = max(word, max(p.need_main for p in plans))
-    need_c = max(p.need_crumb for p in plans)
-    lo_c = max(word, need_c) if need_c else 0
     target = {p.fmt: _simulate(p, word, big, big) for p in plans}
-    cap_m = lo_m
-    while not all(_simulate(p, word, cap_m, big) >= target[p.fmt] for p in plans):
-        cap_m += 1
-    cap_c = lo_c
-    while need_c and not all(_simulate(p, word, cap_m, cap_c) >= target[p.fmt] for p in plans if p.split):
-        cap_c += 1
-    return cap_m, cap_c
+
+    def smallest(ok, lo):
+        n = lo
+        while not ok(n):
+            n += 1
+        return n
+
+    whole = [p for p in plans if not p.split]
+    split = [p for p in plans if p.split]
+    cap = smallest(lambda c: all(_simulate(p, word, c, big) >= target[p.fmt] for p in whole),
+                   max([word] + [p.need_main for p in whole])) if whole else 0
+    crumb = 0
+    if split:
+        nib = smallest(lambda c: all(_simulate(p, word, c, big) >= target[p.fmt] for p in split),
+                       max([word] + [p.need_main for p in split]))
+        crumb = smallest(lambda c: all(_simulate(p, word, nib, c) >= target[p.fmt] for p in split),
+                         max([word] + [p.need_crumb for p in split]))
+        cap = max(cap, nib + crumb)
+    return cap, crumb
 
 
 class WeightPort(wiring.Component):
@@ -117,17 +128,18 @@ class WeightPort(wiring.Component):
         Exactly the engine's ``wgt`` payload: the code of weight ``(r, s*L + l)`` in slot
         ``r*L + l`` at bits ``[(r*L+l)*B + B-1 : (r*L+l)*B]``, ``B = max code bits``, zero-extended.
     idle : Out(1)                                            [idle]
-        Both buffers empty and the split schedule at its start: a tile boundary.
+        Nothing held and the split schedule at its start: a tile boundary.
     clk, rst
-        The ``sync`` domain; ``rst`` (synchronous, active high) empties the buffers.
+        The ``sync`` domain; ``rst`` (synchronous, active high) empties the buffer.
 
-    Behaviour: per row a main buffer of ``cap_main`` bytes (and, with a 6-bit format, a crumb
-    buffer of ``cap_crumb`` bytes) that fills from the bottom; the fill counters and the split
-    schedule phase are shared by all rows. ``wgt.payload`` is wired from the bottom of the buffers
+    Behaviour: per row one buffer of ``cap_bytes`` bytes that fills from the bottom (a 6-bit
+    format: its nibbles from the bottom, its crumbs from byte ``cap_bytes - crumb_bytes``, each
+    region with its own fill counter); the fill counters and the split
+    schedule phase are shared by all rows. ``wgt.payload`` is wired from the bottom of the regions
     (no output register), ``wgt.valid`` = enough bytes for one beat (a flop-only function). Taking
-    a beat shifts the buffers down by its bytes; a word is taken when its buffer has room after
+    a beat shifts the buffer (each region) down by its bytes; a word is taken when its region has room after
     this cycle's take (``words.ready`` depends combinationally on ``wgt.ready``). Latency: a word
-    loaded in cycle ``c`` can appear on ``wgt`` in cycle ``c+1``. The buffer sizes are the
+    loaded in cycle ``c`` can appear on ``wgt`` in cycle ``c+1``. The region sizes are the
     smallest that sustain one beat per ``terms(fmt)`` cycles (or the best rate ``W`` allows) for
     every format, found on the port's cycle model. Any side may stall at any time.
     """
@@ -156,7 +168,7 @@ class WeightPort(wiring.Component):
         self.rows, self.lanes, self.group_size, self.word_bits = rows, lanes, group_size, word_bits
         self.code_bits = max(T.code_bits(f) for f in formats)
         self.plans = tuple(format_plan(f, lanes) for f in formats)
-        self.cap_main, self.cap_crumb = buffer_bytes(self.plans, word_bits // 8)
+        self.cap_bytes, self.crumb_bytes = buffer_bytes(self.plans, word_bits // 8)
         super().__init__({
             "fmt": In(range(max(2, len(formats)))),
             "words": In(stream.Signature(rows * word_bits)),
@@ -184,18 +196,18 @@ class WeightPort(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, L, B, W = self.rows, self.lanes, self.code_bits, self.word_bits // 8
-        cm, cc = self.cap_main, self.cap_crumb
+        cap, cc = self.cap_bytes, self.crumb_bytes
+        nb = cap - cc                   # a split format's nibble bytes; its crumbs are above them
         any_split = cc > 0
 
-        fm = Signal(range(cm + 1))
-        fc = Signal(range(cc + 1))
-        ph = Signal(range(3))
+        fm = Signal(range(cap + 1))     # bytes held (a split format: nibble bytes)
+        fc = Signal(range(cc + 1))      # crumb bytes held
+        ph = Signal(range(3))           # split schedule: 0 seg2 word next, 1 and 2 seg4 words
         # data flops without reset: only bytes below the fill counters are ever read
-        bufm = [Signal(8 * cm, name=f"main{r}", reset_less=True) for r in range(R)]
-        bufc = [Signal(8 * cc, name=f"crumb{r}", reset_less=True) for r in range(R)] if any_split else []
+        buf = [Signal(8 * cap, name=f"buf{r}", reset_less=True) for r in range(R)]
 
         # per-format constants, one mux on fmt
-        need_m = Signal(range(cm + 1))
+        need_m = Signal(range(cap + 1))
         need_c = Signal(range(cc + 1))
         split = Signal()
         known = Signal()           # fmt names one of the formats (an index past them stalls both sides)
@@ -215,13 +227,15 @@ class WeightPort(wiring.Component):
             fc1.eq(fc - Mux(take, need_c, 0)),
             self.idle.eq((fm == 0) & (fc == 0) & (ph == 0)),
         ]
-        to_crumb = split & (ph == 0) if any_split else Const(0)
+        to_crumb = (split & (ph == 0)) if any_split else Const(0)
         room = Signal()
-        m.d.comb += room.eq(((fc1 + W) <= cc) if any_split else 0)
-        with m.If(~to_crumb):
-            m.d.comb += room.eq((fm1 + W) <= cm)
+        pos = Signal(range(cap + 1))    # the byte a word taken this cycle lands on
+        with m.If(to_crumb):
+            m.d.comb += [room.eq(fc1 + W <= cc), pos.eq(nb + fc1)]
+        with m.Else():
+            m.d.comb += [room.eq(fm1 + W <= Mux(split, nb, cap)), pos.eq(fm1)]
         m.d.comb += self.words.ready.eq(room & known)
-        load = self.words.valid & room
+        load = self.words.valid & room & known
         load_m = load & ~to_crumb
         load_c = load & to_crumb
 
@@ -229,36 +243,26 @@ class WeightPort(wiring.Component):
         with m.If(load & split):
             m.d.sync += ph.eq(Cat(ph == 0, ph == 1))   # 0 -> 1 -> 2 -> 0
 
-        # per-format shift amount on a take, as a mux of constant shifts
-        def shifted(buf, need_of):
-            out = Signal.like(buf)
-            m.d.comb += out.eq(buf)
+        # the bytes a word lands on, shared by the rows
+        mask = Signal(8 * cap)
+        m.d.comb += mask.eq(Mux(load, Const((1 << 8 * W) - 1, 8 * W) << Cat(Const(0, 3), pos), 0))
+
+        for r in range(R):
+            word = self.words.payload[r * self.word_bits:(r + 1) * self.word_bits]
+            # a take drops the beat's bytes: a mux of constant shifts (per region for a split format)
+            kept = Signal(8 * cap)
+            m.d.comb += kept.eq(buf[r])
             with m.If(take):
                 with m.Switch(self.fmt):
                     for i, p in enumerate(self.plans):
-                        n = need_of(p)
-                        if n:
-                            with m.Case(i):
-                                m.d.comb += out.eq(buf >> (8 * n))
-            return out
-
-        # where a loaded word lands: bytes fill .. fill+W-1 (after this cycle's take), shared by the rows
-        def write_mask(cap, fill, load):
-            mask = Signal(8 * cap)
-            m.d.comb += mask.eq(Mux(load, Const((1 << 8 * W) - 1, 8 * W) << Cat(Const(0, 3), fill), 0))
-            return mask
-
-        mask_m = write_mask(cm, fm1, load_m)
-        mask_c = write_mask(cc, fc1, load_c) if any_split else None
-        for r in range(R):
-            word = self.words.payload[r * self.word_bits:(r + 1) * self.word_bits]
-            kept = shifted(bufm[r], lambda p: p.need_main)
-            placed = word << Cat(Const(0, 3), fm1)
-            m.d.sync += bufm[r].eq((kept & ~mask_m) | (placed & mask_m))
-            if any_split:
-                keptc = shifted(bufc[r], lambda p: p.need_crumb)
-                placedc = word << Cat(Const(0, 3), fc1)
-                m.d.sync += bufc[r].eq((keptc & ~mask_c) | (placedc & mask_c))
+                        with m.Case(i):
+                            if p.split:
+                                nib, cr = buf[r][:8 * nb], buf[r][8 * nb:]
+                                m.d.comb += kept.eq(Cat((nib >> 8 * p.need_main)[:8 * nb], cr >> 8 * p.need_crumb))
+                            else:
+                                m.d.comb += kept.eq(buf[r] >> 8 * p.need_main)
+            placed = word << Cat(Const(0, 3), pos)
+            m.d.sync += buf[r].eq((kept & ~mask) | (placed & mask))
 
         # output: from the buffers, one mux on fmt per slot
         payload = Signal(R * L * B)
@@ -267,9 +271,8 @@ class WeightPort(wiring.Component):
                 with m.Case(i):
                     slots = []
                     for r in range(R):
-                        crumb = bufc[r] if p.split else None
                         for l in range(L):
-                            bits = self._slot_bits(p, l, bufm[r], crumb)
+                            bits = self._slot_bits(p, l, buf[r], buf[r][8 * nb:])
                             slots.append(Cat(*bits, Const(0, B - len(bits))))
                     m.d.comb += payload.eq(Cat(*slots))
         m.d.comb += self.wgt.payload.eq(payload)

@@ -132,7 +132,7 @@ def test_every_format_random_stalls():
     """The default engine's format set, R=2, L=8, G=32, default word (32 bits): two row tiles
     (the second half padding) of every format in a shuffled order, formats switching per tile."""
     port = WeightPort(formats=ALL, rows=2, lanes=8, group_size=32)
-    assert port.word_bits == 32 and (port.cap_main, port.cap_crumb) == (12, 6)
+    assert port.word_bits == 32 and (port.cap_bytes, port.crumb_bytes) == (12, 6)
     tiles = []
     for i, f in enumerate(ALL):
         tiles += tiles_for(f, R=2, L=8, G=32, O=3, K=64, W=32, seed=i)
@@ -210,7 +210,7 @@ def test_port_matches_the_engine_wgt():
     engine = Engine(cfg)
     assert len(port.wgt.payload) == len(engine.wgt.payload) == 256
     assert len(port.fmt) == cmd_layout(cfg)["fmt"].width == 4
-    assert (port.word_bits, port.cap_main, port.cap_crumb) == (32, 12, 6)
+    assert (port.word_bits, port.cap_bytes, port.crumb_bytes) == (32, 12, 6)
     port._MustUse__silence = engine._MustUse__silence = True     # built for their widths only
 
 
