@@ -97,6 +97,12 @@ def buffer_bytes(plans, word: int) -> tuple[int, int]:
     return cap, crumb
 
 
+def _drop(region, n: int):
+    """``region`` shifted down by ``n`` bytes; left as it is when ``n`` is all of it (then every
+    byte is above the fill and unread until a word lands on it: no logic for a take)."""
+    return region if 8 * n == len(region) else region >> 8 * n
+
+
 class WeightPort(wiring.Component):
     """Turns the packed weight stream into the engine's ``wgt`` beats, for the format on ``fmt``.
 
@@ -258,9 +264,9 @@ class WeightPort(wiring.Component):
                         with m.Case(i):
                             if p.split:
                                 nib, cr = buf[r][:8 * nb], buf[r][8 * nb:]
-                                m.d.comb += kept.eq(Cat((nib >> 8 * p.need_main)[:8 * nb], cr >> 8 * p.need_crumb))
+                                m.d.comb += kept.eq(Cat(_drop(nib, p.need_main), _drop(cr, p.need_crumb)))
                             else:
-                                m.d.comb += kept.eq(buf[r] >> 8 * p.need_main)
+                                m.d.comb += kept.eq(_drop(buf[r], p.need_main))
             placed = word << Cat(Const(0, 3), pos)
             m.d.sync += buf[r].eq((kept & ~mask) | (placed & mask))
 
