@@ -27,13 +27,14 @@ def msb_first_bits(i: int, b: int) -> list[int]:
 
 @dataclass(frozen=True)
 class FormatPlan:
-    """How the port reads one format: bytes per beat from the main and the crumb buffer, and terms."""
+    """How the port reads one format: bytes per beat and row from the main stream (``codes``, or the
+    split's ``seg4`` nibbles) and from the split's ``seg2`` crumbs, and its terms (cycles per beat)."""
     fmt: str
     split: bool
     main_bits: int      # element bits of the main stream (``codes``, or ``seg4`` for the split)
     order: str          # bit order of the main stream
-    need_main: int      # bytes per beat and row from the main buffer
-    need_crumb: int     # bytes per beat and row from the crumb buffer (0 unless split)
+    need_main: int      # bytes per beat and row of the main stream
+    need_crumb: int     # bytes per beat and row of crumbs (0 unless split)
     terms: int
 
 
@@ -138,16 +139,18 @@ class WeightPort(wiring.Component):
     clk, rst
         The ``sync`` domain; ``rst`` (synchronous, active high) empties the buffer.
 
-    Behaviour: per row one buffer of ``cap_bytes`` bytes that fills from the bottom (a 6-bit
-    format: its nibbles from the bottom, its crumbs from byte ``cap_bytes - crumb_bytes``, each
-    region with its own fill counter); the fill counters and the split
-    schedule phase are shared by all rows. ``wgt.payload`` is wired from the bottom of the regions
-    (no output register), ``wgt.valid`` = enough bytes for one beat (a flop-only function). Taking
-    a beat shifts the buffer (each region) down by its bytes; a word is taken when its region has room after
-    this cycle's take (``words.ready`` depends combinationally on ``wgt.ready``). Latency: a word
-    loaded in cycle ``c`` can appear on ``wgt`` in cycle ``c+1``. The region sizes are the
-    smallest that sustain one beat per ``terms(fmt)`` cycles (or the best rate ``W`` allows) for
-    every format, found on the port's cycle model. Any side may stall at any time.
+    Behaviour. Per row one buffer of ``cap_bytes`` bytes (:func:`buffer_bytes`; 12 for the default
+    engine's twelve formats with ``L = 8``), filled from the bottom; a 6-bit format keeps its
+    nibbles in the low ``cap_bytes - crumb_bytes`` bytes and its crumbs in the top ``crumb_bytes``.
+    Shared by the rows: the fill counters (bytes held; crumb bytes held), the split schedule phase
+    and the write position. ``wgt.payload`` is wired from the bottom of the buffer (no output
+    register, so it holds while ``valid & ~ready``); ``wgt.valid`` = enough bytes held for a beat,
+    from flops and ``fmt`` only. Taking a beat shifts the buffer (each region) down by the beat's
+    bytes; in the same cycle a word is taken if its region has room after the take
+    (``words.ready`` depends combinationally on ``wgt.ready`` and ``fmt``). Latency: a word taken
+    in cycle ``c`` is on ``wgt`` from cycle ``c+1``. The sizes are the smallest with which the
+    port's cycle model sustains one beat per ``terms(fmt)`` cycles (or the best rate ``W``
+    allows) for every format; either side may stall at any time. The data flops have no reset.
     """
 
     def __init__(self, *, formats, rows: int, lanes: int, group_size: int, word_bits: int | None = None):

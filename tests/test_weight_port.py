@@ -21,7 +21,7 @@ from amaranth.sim import Simulator
 
 import sw
 from rtl.fp6_unpack import crumb_slice, nibble_slice
-from rtl.weight_port import WeightPort, msb_first_bits
+from rtl.weight_port import WeightPort, buffer_bytes, format_plan, msb_first_bits
 from sw import pack as P
 from sw import terms as T
 from sw import weight_stream as WS
@@ -144,6 +144,7 @@ def test_every_format_random_stalls():
     (["int4", "int8", "fp6_e3m2", "int6"], 1, 4, 16, None),          # narrow lanes, FP6 with L=4
     (["fp3", "bitmod3", "int4_asym"], 3, 16, 128, 128),               # wide words (3-bit beats straddle words)
     (["fp6_e2m3", "bitmod4", "int8"], 2, 8, 64, 64),                  # W = 8L
+    (["int4", "int8", "fp6_e3m2"], 2, 16, 64, 32),                    # W = 2L: a beat needs 2..4 words
 ])
 def test_geometries_random_stalls(formats, R, L, G, W):
     port = WeightPort(formats=formats, rows=R, lanes=L, group_size=G, word_bits=W)
@@ -169,6 +170,20 @@ def test_reset_mid_tile():
     tiles = tiles_for("fp6_e2m3", R=2, L=8, G=32, O=2, K=64, W=32, seed=30) + \
         tiles_for("int3", R=2, L=8, G=32, O=2, K=64, W=32, seed=31)
     run(port, tiles, seed=6, reset_at=(0, 4))
+
+
+@pytest.mark.parametrize("formats,L,W,expected", [
+    (["int4"], 8, 32, (4, 0)),                         # a word register
+    (["int8"], 8, 32, (12, 0)),                        # a beat of two words plus the next beat's first
+    (["fp6_e3m2"], 8, 32, (10, 6)),                    # nibbles in bytes 0..3, crumbs in 4..9
+    (["int3", "fp3"], 8, 32, (6, 0)),
+    (["int4", "int8", "fp6_e3m2"], 8, 64, (18, 10)),
+])
+def test_buffer_bytes(formats, L, W, expected):
+    port = WeightPort(formats=formats, rows=1, lanes=L, group_size=128, word_bits=W)
+    assert (port.cap_bytes, port.crumb_bytes) == expected
+    assert buffer_bytes([format_plan(f, L) for f in formats], W // 8) == expected
+    port._MustUse__silence = True
 
 
 def test_unknown_fmt_stalls_both_sides():
