@@ -1,11 +1,11 @@
 """The bit-serial processing element: one output row, L lanes, one term per lane per cycle."""
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .decoder import LaneDecoder, TermControl
+from .decoder import LaneDecoder, TermControl, max_lane_shift
 
 
 def adder_tree(m: Module, values: list, width: int, name: str, carries: list | None = None):
@@ -63,9 +63,12 @@ class BitSerialPE(wiring.Component):
     """One row of the engine: ``lanes`` term-serial multipliers, an adder tree, a group sum.
 
     Each enabled cycle every lane ``l`` decodes term ``term`` of its weight code
-    (``codes[l]``, format ``fmt``, BitMoD selector ``sel``) into ``(sign, shift, zero)``
-    and contributes ``±(mant[l] << shift)`` (0 for a zero term); the adder tree sums the
-    lanes and the group partial sum register adds the tree's output.
+    (``codes[l]``, format ``fmt``, BitMoD selector ``sel``) into a term ``±2^shift`` (or zero)
+    with ``shift = lane_shift + 2k``, ``k`` the term's Booth digit, the same for every lane
+    (:mod:`rtl.decoder`). A lane contributes ``±(mant[l] << lane_shift)`` (0 for a zero term,
+    ``act_bits + max_lane_shift + 1`` bits), the adder tree sums the lanes, one row shifter
+    applies ``2k`` to the sum and the group partial sum register adds it. The decoder's
+    per-format control (:class:`rtl.decoder.TermControl`) is built once per row.
 
     Ports
     -----
@@ -101,11 +104,14 @@ class BitSerialPE(wiring.Component):
         super().__init__(pe_signature(lanes, act_bits, code_bits, len(self.formats), max_terms, psum_bits))
 
     def elaborate(self, platform):
-        from sw import terms as T
         m = Module()
-        # |±(A << shift)| <= 2^(act_bits-1) << max_shift: act_bits + max_shift bits and a sign
-        max_shift = max(T.max_shift(f) for f in self.formats)
-        prod_w = self.act_bits + max_shift + 1
+        W = self.act_bits
+        # A term is ±2^(lane_shift + 2k): each lane shifts by its lane part (at most `ls`), the
+        # row shifts the adder tree's sum by the digit's 2k (the same for every lane) after it.
+        # |±(A << lane_shift)| <= 2^(W-1) << ls: W + ls bits and a sign.
+        ls = max_lane_shift(self.formats)
+        rs = 2 * (self.max_terms - 1)
+        prod_w = W + ls + 1
         tree_w = prod_w + max(1, (self.lanes - 1).bit_length())
         products, signs = [], []
         kw = dict(formats=self.formats, max_terms=self.max_terms, shift_bits=self.shift_bits,
@@ -119,24 +125,36 @@ class BitSerialPE(wiring.Component):
                 dec.code.eq(self.codes[lane * self.code_bits:(lane + 1) * self.code_bits]),
                 dec.ctrl.eq(ctl.ctrl),
             ]
-            a = self.mant[lane * self.act_bits:(lane + 1) * self.act_bits].as_signed()
-            # -x = ~x + 1: a negative term enters the tree as ~(A << shift), built before the
+            a = self.mant[lane * W:(lane + 1) * W].as_signed()
+            # -x = ~x + 1: a negative term enters the tree as ~(A << s), built before the
             # shifter (W XOR gates, the vacated low bits filled with the sign) rather than after
-            # it (prod_w gates); its +1 joins the count of negative terms added once at the root.
-            # A zero term gates A to 0 (and its sign is 0: decoder contract).
-            cond = Signal(signed(self.act_bits), name=f"cond{lane}")
-            m.d.comb += cond.eq(Mux(dec.zero, 0, a ^ dec.sign.replicate(self.act_bits)))
-            filled = Signal(signed(self.act_bits + max_shift), name=f"filled{lane}")
-            m.d.comb += filled.eq(Cat(dec.sign.replicate(max_shift), cond))
+            # it (prod_w gates); its +1 is a carry-in further down. A zero term gates A to 0
+            # (and its sign is 0: decoder contract).
+            cond = Signal(signed(W), name=f"cond{lane}")
+            m.d.comb += cond.eq(Mux(dec.zero, 0, a ^ dec.sign.replicate(W)))
             prod = Signal(signed(prod_w), name=f"term_product{lane}")
-            m.d.comb += prod.eq((filled << dec.shift)[max_shift:max_shift + prod_w].as_signed())
+            if ls:
+                filled = Signal(signed(W + ls), name=f"filled{lane}")
+                m.d.comb += filled.eq(Cat(dec.sign.replicate(ls), cond))
+                m.d.comb += prod.eq((filled << dec.lane_shift)[ls:ls + prod_w].as_signed())
+            else:
+                m.d.comb += prod.eq(cond)
             products.append(prod)
             signs.append(dec.sign)            # 0 for a zero term (decoder contract)
-        # the +1 of every negative term: the carry-in of one adder each (L-1 in the tree, the
-        # last one in the accumulator's adder)
+        # the +1 of every negative term: the carry-in of one adder each, L-1 in the tree; the
+        # last one, c, must also be scaled by 2^(2k): (T + c) << 2k = ((T << 2k) | (2^(2k) - 1) c) + c,
+        # so the row shifter fills the vacated bits with c and c is the accumulator's carry-in.
         carries = list(signs)
         tree = adder_tree(m, products, tree_w, "tree", carries)
-        accumulate(m, self, tree, carries)
+        if rs:
+            c = carries.pop() if carries else Const(0, 1)
+            filled = Signal(signed(tree_w + rs), name="tree_filled")
+            m.d.comb += filled.eq(Cat(c.replicate(rs), tree))
+            total = Signal(signed(tree_w + rs), name="term_sum")
+            m.d.comb += total.eq((filled << (ctl.ctrl.digit << 1))[rs:rs + tree_w + rs].as_signed())
+            accumulate(m, self, total, carries + [c])
+        else:
+            accumulate(m, self, tree, carries)
         return m
 
 

@@ -179,3 +179,12 @@ def test_verilog_convert_both():
                  "input seg2__valid", "output seg2__ready", "input seg4__valid", "output seg4__ready",
                  "output codes__valid", "input codes__ready", "input clk", "input rst"):
         assert port in u
+
+
+def test_max_lane_shift():
+    # the lane part of a shift is (|d| == 2) + x: 1 for INT, x_max + 1 for FP (E3M2: x <= 6)
+    from rtl.decoder import max_lane_shift
+    assert max_lane_shift(["int4"]) == 1
+    assert max_lane_shift(["int8", "int3_asym"]) == 1
+    assert max_lane_shift(["fp4_e2m1", "bitmod4"]) == 4          # BitMoD4's -8.0 special: 1 << 4
+    assert max_lane_shift(FORMATS) == 7
