@@ -5,15 +5,17 @@ consecutive inputs along K):
 
 1. **Activations** (shared by all rows). FP16 mode: block floating point per group. For an
    fp16 ``x = (-1)^s 2^(e-15) (sig / 2^10)`` with ``sig = (e != 0) << 10 | frac`` and the
-   effective exponent ``e' = max(e, 1)``, the group's block exponent is ``emax = max e'`` and
+   effective exponent ``e' = max(e, 1)``, the group's block exponent is ``emax = max e'``
+   (:func:`block_exponents`; the host sends it with the group's first activation beat) and
    the aligned mantissa is ``A = (-1)^s * ((sig << (W - 12)) >> (emax - e'))`` — a signed
    ``W``-bit integer (``W = act_bits``), the magnitude truncated toward zero. Then
    ``x ~= A * 2^ea`` with ``ea = emax - W - 13``. INT8 mode: ``A = x`` (an int8) and ``ea = 0``.
    The front end also forms ``S_A = sum(A)`` per group (for the zero-point correction).
-2. **Weights** decode to ``w_int`` in format units (:mod:`sw.terms`): value ``w_int * 2^-u``.
+2. **Weights** decode to ``w_int`` in format units (:mod:`sw.terms`): value ``w_int * 2^-u``
+   (the RTL sums its radix-4 Booth terms; the sum is exact, so the term split does not matter here).
 3. **Group partial sum** (exact integer): ``P = sum_j w_int_j * A_j``; for asymmetric INT
    ``P -= (z - 2^(b-1)) * S_A`` (``w_int = c - 2^(b-1)``, so ``P = sum (c - z) A``).
-4. **Rescale** (bit-serial in the RTL, exact): the scale is ``(-1)^ss * sig_s * 2^es`` with
+4. **Rescale** (one pipelined unit shared by the rows in the RTL, exact): the scale is ``(-1)^ss * sig_s * 2^es`` with
    fp16 ``sig_s = (e != 0) << 10 | frac, es = max(e, 1) - 25``; bf16 ``sig_s = (e != 0) << 7 |
    frac, es = max(e, 1) - 134``; e8m0 ``sig_s = 1, es = code - 127``. ``Q = P * sig_s``
    (signed), exponent ``E = ea + es - u``.
