@@ -34,7 +34,7 @@ __all__ = ["TermDecoder", "TermControl", "LaneDecoder", "control_layout", "max_l
 
 fp_fields = T.fp_fields
 
-#: Sources of an operand bit (``control_layout`` field ``src``, 2 bits per operand bit).
+#: Sources of an operand bit (``control_layout`` field ``wsrc``, 2 bits per Booth window bit).
 SRC_ZERO, SRC_CODE, SRC_MSB, SRC_HIDDEN = 0, 1, 2, 3
 
 
@@ -99,9 +99,10 @@ def control_layout(formats, max_terms: int, shift_bits: int) -> data.StructLayou
     """The per-row decode bundle :class:`TermControl` drives into every :class:`LaneDecoder`.
 
     ``known``: ``fmt`` names a format (else zero terms). ``digit``: the Booth digit ``k`` read
-    this cycle; ``used``: ``term < terms(f)``. ``src``: per operand bit ``j`` (2 bits each) its
-    source: ``SRC_ZERO``, ``SRC_CODE`` (code bit ``j``), ``SRC_MSB`` (the top bit, INT sign
-    extension) or ``SRC_HIDDEN`` (FP hidden bit). ``top``: index into the formats' top-bit
+    this cycle; ``used``: ``term < terms(f)``. ``wsrc``: for each bit ``i`` of the digit's Booth
+    window (operand bit ``2k - 1 + i``, 2 bits each) its source: ``SRC_ZERO``, ``SRC_CODE``
+    (code bit ``2k - 1 + i``), ``SRC_MSB`` (the top bit, INT sign extension) or ``SRC_HIDDEN``
+    (FP hidden bit). ``top``: index into the formats' top-bit
     positions; ``invert``: asymmetric INT (top bit inverted). ``fp``: sign-magnitude format;
     ``layout``: index into the set's FP (code bits, M) layouts; ``bitmod``: the -0 code is the
     special value, whose term for this selector and term index is ``sp_zero``, ``sp_neg``,
@@ -110,7 +111,7 @@ def control_layout(formats, max_terms: int, shift_bits: int) -> data.StructLayou
     formats = list(formats)
     return data.StructLayout({
         "known": 1, "digit": range(max(2, max_terms)), "used": 1,
-        "src": data.ArrayLayout(2, _operand_bits(max_terms)),
+        "wsrc": data.ArrayLayout(2, 3),
         "top": range(max(2, len(_tops(formats)))), "invert": 1,
         "fp": 1, "layout": range(max(2, len(_fp_layouts(formats)))), "bitmod": 1,
         "sp_zero": 1, "sp_neg": 1, "sp_shift": shift_bits,
@@ -160,7 +161,13 @@ class TermControl(wiring.Component):
                         _, mb, _ = fp_fields(f)
                         src = [SRC_CODE if j < mb else SRC_HIDDEN if j == mb else SRC_ZERO for j in range(nbits)]
                         m.d.comb += [c.fp.eq(1), c.layout.eq(layouts.index(fp_fields(f)[:2]))]
-                    m.d.comb += [c.src[j].eq(v) for j, v in enumerate(src)]
+                    # the sources of the window bits 2k-1, 2k, 2k+1 of this term's digit k
+                    with m.Switch(self.term):
+                        for t in range(min(n, 1 << len(self.term))):
+                            k = n - 1 - t
+                            with m.Case(t):
+                                m.d.comb += [c.wsrc[i].eq(SRC_ZERO if 2 * k - 1 + i < 0 else src[2 * k - 1 + i])
+                                             for i in range(3)]
                     if f in T.BITMOD:
                         # the special value (the code of -0) for this selector and term
                         m.d.comb += c.bitmod.eq(1)
@@ -181,7 +188,8 @@ class LaneDecoder(wiring.Component):
 
     Parameters (keyword-only): as :class:`TermControl`. Ports: ``code`` In(code_bits) (bits above
     the format's width ignored), ``ctrl`` In(control_layout(...)), ``sign`` Out(1), ``lane_shift``
-    Out(shift_bits), ``zero`` Out(1) (``sign = lane_shift = 0`` on a zero term). The term is
+    Out(shift_bits), ``zero`` Out(1) (on a zero term ``sign = 0`` and ``lane_shift`` is
+    arbitrary: the PE gates the lane's activation to 0). The term is
     ``±2^(lane_shift + 2 * ctrl.digit)``: ``lane_shift = (|d_k| == 2) + x`` is at most
     :func:`max_lane_shift`, the row-common ``2 * digit`` is left to the caller.
     Latency 0 (combinational), no state, no clock or reset.
@@ -232,18 +240,22 @@ class LaneDecoder(wiring.Component):
             special = Signal(name="fp_special")
             m.d.comb += [hidden.eq(c.fp & (e != 0)), x.eq(Mux(hidden, e - 1, 0)), special.eq(c.bitmod & top & mag0)]
 
-        # the operand: u[j + 1] = operand bit j, u[0] = bit -1 = 0
-        bits = []
-        for j in range(nbits):
-            ub = Signal(name=f"operand{j}")
-            m.d.comb += ub.eq(Mux(c.src[j][1], Mux(c.src[j][0], hidden, msb), c.src[j][0] & code[j]))
-            bits.append(ub)
-        u = Cat(Const(0, 1), *bits)
-        triple = Signal(3, name="booth_window")
-        with m.Switch(c.digit):
-            for k in range(self.max_terms):
-                with m.Case(k):
-                    m.d.comb += triple.eq(u[2 * k:2 * k + 3])
+        # the digit's Booth window: code bits 2k-1, 2k, 2k+1 (k = digit, row-common), each then
+        # replaced by its row-common source (the code bit, the sign extension, the hidden bit, 0)
+        win = []
+        for i in range(3):
+            cb = Signal(name=f"window_code{i}")
+            with m.Switch(c.digit):
+                for k in range(self.max_terms):
+                    j = 2 * k - 1 + i
+                    if 0 <= j < len(self.code):
+                        with m.Case(k):
+                            m.d.comb += cb.eq(self.code[j])
+            wb = Signal(name=f"window{i}")
+            src = c.wsrc[i]
+            m.d.comb += wb.eq(Mux(src[1], Mux(src[0], hidden, msb), src[0] & cb))
+            win.append(wb)
+        triple = Cat(*win)
         lo, mid, hi = triple[0], triple[1], triple[2]
         same = ~(hi ^ mid) & ~(mid ^ lo)               # d_k == 0
         two = (hi ^ mid) & ~(mid ^ lo)                 # |d_k| == 2
@@ -257,7 +269,7 @@ class LaneDecoder(wiring.Component):
         m.d.comb += zero.eq(~c.known | Mux(special, c.sp_zero, d_zero))
         m.d.comb += [self.zero.eq(zero),
                      self.sign.eq(Mux(special, c.sp_neg, d_neg) & ~zero),
-                     self.lane_shift.eq(Mux(zero, 0, Mux(special, c.sp_shift, d_shift)))]
+                     self.lane_shift.eq(Mux(special, c.sp_shift, d_shift))]
         return m
 
 
