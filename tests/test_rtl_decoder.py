@@ -188,3 +188,22 @@ def test_max_lane_shift():
     assert max_lane_shift(["int8", "int3_asym"]) == 1
     assert max_lane_shift(["fp4_e2m1", "bitmod4"]) == 4          # BitMoD4's -8.0 special: 1 << 4
     assert max_lane_shift(FORMATS) == 7
+
+
+@pytest.mark.parametrize("cls", ["TermControl", "LaneDecoder"])
+@pytest.mark.parametrize("kw, message", [
+    (dict(formats=["int8"], max_terms=3, shift_bits=4, code_bits=8), "max_terms=3 is below int8's 4 terms"),
+    (dict(formats=["fp6_e3m2"], max_terms=2, shift_bits=3, code_bits=6),
+     "shift_bits=3 cannot hold fp6_e3m2's largest shift 9"),
+    (dict(formats=["int6"], max_terms=3, shift_bits=3, code_bits=4), "code_bits=4 is narrower than int6's 6-bit codes"),
+    (dict(formats=[], max_terms=4, shift_bits=4, code_bits=8), "TermDecoder needs at least one format"),
+    (dict(formats=["int4", "int4"], max_terms=4, shift_bits=4, code_bits=8), "formats ['int4', 'int4'] list a format twice"),
+])
+def test_decoder_halves_reject_bad_parameters_exactly(cls, kw, message):
+    import re
+
+    import rtl.decoder as D
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        getattr(D, cls)(**kw)
+    with pytest.raises(TypeError):                    # keyword-only
+        getattr(D, cls)(*kw.values())
