@@ -152,8 +152,11 @@ class TermControl(wiring.Component):
             for i, f in enumerate(self.formats):
                 with m.Case(i):
                     n, b = T.terms(f), T.code_bits(f)
+                    # every field is assigned in every case, so no field is driven by constants
+                    # alone (an `always @*` without inputs never runs in event-driven simulators)
                     m.d.comb += [c.known.eq(1), c.used.eq(self.term < n), c.digit.eq(n - 1 - self.term),
-                                 c.top.eq(tops.index(b - 1))]
+                                 c.top.eq(tops.index(b - 1)), c.invert.eq(0), c.fp.eq(0), c.layout.eq(0),
+                                 c.bitmod.eq(0), c.sp_zero.eq(1), c.sp_neg.eq(0), c.sp_shift.eq(0)]
                     if T.is_booth(f):
                         src = [SRC_CODE if j < b - 1 else SRC_MSB for j in range(nbits)]
                         m.d.comb += c.invert.eq(int(T.is_asym(f)))

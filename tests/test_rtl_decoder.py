@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import inspect
 import random
 
 import pytest
@@ -205,5 +206,21 @@ def test_decoder_halves_reject_bad_parameters_exactly(cls, kw, message):
     import rtl.decoder as D
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         getattr(D, cls)(**kw)
-    with pytest.raises(TypeError):                    # keyword-only
-        getattr(D, cls)(*kw.values())
+    params = inspect.signature(getattr(D, cls).__init__).parameters
+    assert {n: p.kind for n, p in params.items() if n != "self"} == dict.fromkeys(
+        ("formats", "max_terms", "shift_bits", "code_bits"), inspect.Parameter.KEYWORD_ONLY)
+
+
+@pytest.mark.parametrize("formats", [["int4"], ["int4", "fp4_e2m1"], FORMATS])
+def test_control_has_no_input_less_processes(formats):
+    """Every control field is driven by a process with inputs: an ``always @*`` block of constants
+    alone never runs in an event-driven simulator (Icarus), leaving the field X."""
+    import re
+
+    from rtl.decoder import TermControl
+    mt = max(T.terms(f) for f in formats)
+    sb = max(T.max_shift(f) for f in formats).bit_length()
+    cb = max(T.code_bits(f) for f in formats)
+    v = verilog.convert(TermControl(formats=formats, max_terms=mt, shift_bits=sb, code_bits=cb), name="ctl",
+                        emit_src=False)
+    assert re.findall(r"always @\*\n\s+(?!begin)[^\n]*", v) == []
