@@ -26,8 +26,8 @@ def engine_design(cfg: EngineConfig, name: str, description: str, pe: str = "bit
         "pe": lambda: pe_cls(cfg.formats, cfg.lanes, cfg.act_bits, cfg.code_bits, cfg.max_terms,
                                   cfg.shift_bits, cfg.psum_width),
         "decoder": lambda: TermDecoder(list(cfg.formats), cfg.max_terms, cfg.shift_bits, cfg.code_bits),
-        "rescale_unit": lambda: RescaleUnit(cfg.scale_formats, cfg.rows, cfg.psum_width, sum_bits(cfg), zpc_bits(cfg),
-                                                result_registers=False),
+        "rescale_unit": lambda: RescaleUnit(cfg.scale_formats, cfg.rows, cfg.psum_width, sum_bits(cfg),
+                                            zpc_bits(cfg), result_registers=False),
         "act_frontend": lambda: ActFrontEnd(lanes=cfg.lanes, group_size=cfg.group_size, act_bits=cfg.act_bits,
                                             mode=cfg.act_mode),
     }
@@ -45,9 +45,6 @@ def default_designs(cfg: EngineConfig | None = None) -> list[Design]:
     int4 = dataclasses.replace(cfg, formats=("int4",), scale_formats=("fp16",), name="int4_only")
     int8x4 = dataclasses.replace(cfg, formats=("int4",), scale_formats=("fp16",), act_mode="int8", act_bits=8,
                                  psum_bits=0, name="int8xint4")
-    # The strongest alternative: the same front end, group sums, rescale and accumulation, with
-    # the bit-serial PE replaced by full multipliers on INT8 weights (ParallelPE).
-    int8xbfp = dataclasses.replace(cfg, formats=("int8",), name="int8xbfp_parallel")
     out = [
         engine_design(cfg, "bitmix", f"bit-serial mixed-datatype PE, {len(cfg.formats)} formats "
                       f"({', '.join(cfg.formats)}), {cfg.lanes} lanes"),
@@ -57,15 +54,5 @@ def default_designs(cfg: EngineConfig | None = None) -> list[Design]:
                       f"lanes of 8x4-bit multipliers (weights from a ROM, one per lane per cycle), the same adder "
                       f"tree, exact integer group sum, the same fp16 per-group rescale and fp32 accumulation as "
                       f"bitmix; the activation front end only sign-extends int8", pe="parallel"),
-        engine_design(int8xbfp, "int8xbfp_parallel", f"INT8 weights x block-FP16 activations, bit-parallel "
-                      f"({cfg.lanes} lanes of {cfg.act_bits}x9-bit multipliers, one weight per lane per cycle) "
-                      f"behind bitmix's own front end (group block exponent, {cfg.act_bits}-bit aligned "
-                      f"mantissas), exact integer group sums and the shared rescale unit "
-                      f"({', '.join(cfg.scale_formats)} scales). Why a competent designer builds it: INT8 "
-                      f"per-group weights are near-lossless for LLMs, one cycle per weight needs no term "
-                      f"sequencing, block-FP activations keep the multipliers integer (no per-product "
-                      f"alignment or normalisation, unlike an FP16 MAC), and the exact group sum plus one "
-                      f"rescale per group amortises the floating-point work over G products. It is the "
-                      f"bar bitmix must clear at 4-bit weights", pe="parallel"),
     ]
     return out + baseline_designs(cfg)

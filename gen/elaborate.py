@@ -35,8 +35,8 @@ def components(cfg: EngineConfig) -> dict:
                                  cfg.shift_bits, cfg.psum_width),
         "bitmix_act_frontend": ActFrontEnd(lanes=cfg.lanes, group_size=cfg.group_size, act_bits=cfg.act_bits,
                                             mode=cfg.act_mode),
-        "bitmix_rescale_unit": RescaleUnit(cfg.scale_formats, cfg.rows, cfg.psum_width, sum_bits(cfg), zpc_bits(cfg),
-                                                result_registers=False),
+        "bitmix_rescale_unit": RescaleUnit(cfg.scale_formats, cfg.rows, cfg.psum_width, sum_bits(cfg),
+                                           zpc_bits(cfg), result_registers=False),
         "bitmix_fp32_convert": ScaledIntToFp32(cfg.psum_width + 12, 10),
         "bitmix_fp32_adder": Fp32Adder(),
     }

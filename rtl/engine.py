@@ -133,8 +133,8 @@ class Engine(wiring.Component):
         # At a group's last step the rescale unit captures every row's next psum (the PE's sum
         # including this cycle's term), the group's scales and zero points from the meta beat
         # being taken, and the activation sum and block exponent from the act beat being taken.
-        ru = m.submodules.rescale = RescaleUnit(cfg.scale_formats, R, cfg.psum_width, sum_bits(cfg), zpc_bits(cfg),
-                                                result_registers=False)
+        ru = m.submodules.rescale = RescaleUnit(cfg.scale_formats, R, cfg.psum_width, sum_bits(cfg),
+                                                zpc_bits(cfg), result_registers=False)
         res_valid = Signal()
         res_pending = Signal()     # a last group is in the rescale unit: its results are coming
         res_free = (~res_valid | self.res.ready) & ~res_pending
