@@ -68,29 +68,42 @@ class RescaleUnit(wiring.Component):
 
     def __init__(self, scale_formats, rows: int, psum_bits: int, sum_bits: int, zpc_bits: int, *,
                  result_registers: bool = True):
+        try:
+            self._check(scale_formats, rows, result_registers)
+        except ValueError:
+            self._MustUse__silence = True     # a rejected instance is not an "unused elaboratable"
+            raise
+        self.scale_formats = list(scale_formats)
+        self.result_registers = result_registers
+        self.rows = rows
+        self.psum_bits, self.sum_bits, self.zpc_bits = psum_bits, sum_bits, zpc_bits
+        self._init_ports()
+
+    @staticmethod
+    def _check(scale_formats, rows, result_registers):
         if not isinstance(rows, int) or rows < 1:
             raise ValueError(f"rows={rows!r} must be a positive integer")
         if not isinstance(result_registers, bool):
             raise ValueError(f"result_registers={result_registers!r} must be True or False")
-        self.result_registers = result_registers
-        self.scale_formats = list(scale_formats)
-        unknown = [s for s in self.scale_formats if s not in SCALE_SIG_BITS]
-        if unknown or not self.scale_formats:
-            raise ValueError(f"scale_formats={self.scale_formats!r}: choose from {', '.join(SCALE_SIG_BITS)}")
-        self.rows = rows
-        self.psum_bits, self.sum_bits, self.zpc_bits = psum_bits, sum_bits, zpc_bits
+        formats = list(scale_formats)
+        unknown = [s for s in formats if s not in SCALE_SIG_BITS]
+        if unknown or not formats:
+            raise ValueError(f"scale_formats={formats!r}: choose from {', '.join(SCALE_SIG_BITS)}")
+
+    def _init_ports(self):
+        psum_bits, rows = self.psum_bits, self.rows
         self.sig_bits = max(SCALE_SIG_BITS[s] for s in self.scale_formats)
         self.q_bits = psum_bits + self.sig_bits + 1
         super().__init__({
             "start": In(1),
             "psum": In(data.ArrayLayout(signed(psum_bits), rows)),
-            "sum_a": In(signed(sum_bits)),
+            "sum_a": In(signed(self.sum_bits)),
             "ea": In(signed(8)),
             "unit": In(4),
             "scale_fmt": In(range(max(2, len(self.scale_formats)))),
             "last": In(1),
             "scale": In(data.ArrayLayout(16, rows)),
-            "zpc": In(data.ArrayLayout(signed(zpc_bits), rows)),
+            "zpc": In(data.ArrayLayout(signed(self.zpc_bits), rows)),
             "ready": Out(1),
             "done": Out(1),
             "result": Out(data.ArrayLayout(32, rows)),
