@@ -17,7 +17,7 @@ from .design import Design
 def engine_design(cfg: EngineConfig, name: str, description: str, pe: str = "bitserial") -> Design:
     from rtl.act_frontend import ActFrontEnd
     from rtl.decoder import TermDecoder
-    from rtl.engine import Engine, sum_bits
+    from rtl.engine import Engine, sum_bits, zpc_bits
     from rtl.pe import BitSerialPE, ParallelPE
     from rtl.rescale import RescaleUnit
 
@@ -27,8 +27,9 @@ def engine_design(cfg: EngineConfig, name: str, description: str, pe: str = "bit
                                   cfg.shift_bits, cfg.psum_width),
         "decoder": lambda: TermDecoder(list(cfg.formats), cfg.max_terms, cfg.shift_bits, cfg.code_bits),
         "rescale_unit": lambda: RescaleUnit(cfg.scale_formats, cfg.rows, cfg.psum_width, sum_bits(cfg),
-                                            cfg.code_bits + 2),
-        "act_frontend": lambda: ActFrontEnd(cfg.lanes, cfg.group_size, cfg.act_bits, cfg.act_mode),
+                                            zpc_bits(cfg), result_registers=False),
+        "act_frontend": lambda: ActFrontEnd(lanes=cfg.lanes, group_size=cfg.group_size, act_bits=cfg.act_bits,
+                                            mode=cfg.act_mode),
     }
     # "decoder" is part of "pe" (lanes of them): reported for the breakdown, not added twice
     per_row = {"pe": 1.0, "rescale_unit": 1.0 / cfg.rows, "act_frontend": 1.0 / cfg.rows}

@@ -22,7 +22,7 @@ def components(cfg: EngineConfig) -> dict:
     """Name -> freshly built component, the top first."""
     from rtl.act_frontend import ActFrontEnd
     from rtl.decoder import TermDecoder
-    from rtl.engine import Engine, sum_bits
+    from rtl.engine import Engine, sum_bits, zpc_bits
     from rtl.fp6_unpack import Fp6SplitUnpacker
     from rtl.fp32 import Fp32Adder, ScaledIntToFp32
     from rtl.pe import BitSerialPE
@@ -33,9 +33,10 @@ def components(cfg: EngineConfig) -> dict:
         "bitmix_term_decoder": TermDecoder(list(cfg.formats), cfg.max_terms, cfg.shift_bits, cfg.code_bits),
         "bitmix_pe": BitSerialPE(cfg.formats, cfg.lanes, cfg.act_bits, cfg.code_bits, cfg.max_terms,
                                  cfg.shift_bits, cfg.psum_width),
-        "bitmix_act_frontend": ActFrontEnd(cfg.lanes, cfg.group_size, cfg.act_bits, cfg.act_mode),
+        "bitmix_act_frontend": ActFrontEnd(lanes=cfg.lanes, group_size=cfg.group_size, act_bits=cfg.act_bits,
+                                            mode=cfg.act_mode),
         "bitmix_rescale_unit": RescaleUnit(cfg.scale_formats, cfg.rows, cfg.psum_width, sum_bits(cfg),
-                                           cfg.code_bits + 2),
+                                           zpc_bits(cfg), result_registers=False),
         "bitmix_fp32_convert": ScaledIntToFp32(cfg.psum_width + 12, 10),
         "bitmix_fp32_adder": Fp32Adder(),
     }

@@ -38,6 +38,7 @@ from amaranth.lib.wiring import In, Out
 
 from sw.baselines import GUARD_BITS, int8_psum_bits
 
+from .act_frontend import act_layout
 from .engine import cmd_layout
 from .fp16_mul import Fp16Mul
 from .fp32 import Fp32Adder
@@ -170,7 +171,7 @@ class _BaselineEngine(wiring.Component):
         self.levels = len(reduction_schedule(L))
         super().__init__({
             "cmd": In(stream.Signature(cmd_layout(cfg))),
-            "act": In(stream.Signature(L * 16)),
+            "act": In(stream.Signature(act_layout(L, "fp16"))),   # the engine's; emax unused
             "wgt": In(stream.Signature(R * L * B)),
             "meta": In(stream.Signature(data.ArrayLayout(baseline_meta_layout(B), R))),
             "res": Out(stream.Signature(R * 32)),
@@ -226,7 +227,7 @@ class _BaselineEngine(wiring.Component):
             row = m.submodules[f"row{r}"] = self.row_class(L)
             rows.append(row)
             m.d.comb += [
-                row.x.eq(self.act.payload),
+                row.x.eq(self.act.payload.x),
                 row.w.eq(self.wgt.payload[r * L * B:(r + 1) * L * B]),
                 row.en.eq(go),
                 row.first.eq((g == 0) & group_start),
@@ -264,7 +265,7 @@ _ENGINE_DOC = """
     cmd : In(``cmd_layout(cfg)``), one beat per tile of ``R`` outputs
         ``n_groups`` (``K = n_groups * G``, 1..``max_groups``) is used; ``fmt`` and
         ``scale_fmt`` are accepted and ignored (one weight format, {scale_note}).
-    act : In(``L*16``), ``K/L`` beats per tile
+    act : In(``act_layout(L, "fp16")``), ``K/L`` beats per tile (``emax`` ignored)
         lane ``l`` at ``[16l+15:16l]``: the fp16 activation of input ``k = s*L + l`` (beat
         ``s``), taken as is (no block alignment). Re-sent for every tile.
     wgt : In(``R*L*{B}``), ``K/L`` beats per tile
@@ -527,7 +528,7 @@ class Fp16Int8Engine(wiring.Component):
     cmd : In(``cmd_layout(cfg)``), one beat per tile of ``R`` outputs
         ``n_groups`` (``K = n_groups * G``, 1..``max_groups``) is used; ``fmt`` and
         ``scale_fmt`` are accepted and ignored (int8 weights, fp16 scales).
-    act : In(``L*16``), ``K/L`` beats per tile
+    act : In(``act_layout(L, "fp16")``), ``K/L`` beats per tile (``emax`` ignored)
         lane ``l`` at ``[16l+15:16l]``: the fp16 activation of input ``k = s*L + l`` (beat
         ``s``), finite. Re-sent for every tile.
     wgt : In(``R*L*8``), ``K/L`` beats per tile
@@ -571,7 +572,7 @@ class Fp16Int8Engine(wiring.Component):
         R, L, B = cfg.rows, cfg.lanes, INT8_CODE_BITS
         super().__init__({
             "cmd": In(stream.Signature(cmd_layout(cfg))),
-            "act": In(stream.Signature(L * 16)),
+            "act": In(stream.Signature(act_layout(L, "fp16"))),   # the engine's; emax unused
             "wgt": In(stream.Signature(R * L * B)),
             "meta": In(stream.Signature(data.ArrayLayout(baseline_meta_layout(B), R))),
             "res": Out(stream.Signature(R * 32)),
@@ -616,7 +617,7 @@ class Fp16Int8Engine(wiring.Component):
         m.d.comb += go.eq(active & self.act.valid & self.wgt.valid & (~group_start | self.meta.valid)
                           & (~last_step | resc_free))
         al = m.submodules.align = Int8ActAlign(lanes=L)
-        m.d.comb += [al.x.eq(self.act.payload), al.en.eq(go), al.first.eq(group_start)]
+        m.d.comb += [al.x.eq(self.act.payload.x), al.en.eq(go), al.first.eq(group_start)]
         rows = []
         for r in range(R):
             row = m.submodules[f"row{r}"] = Fp16Int8Row(lanes=L, group_size=cfg.group_size, guard_bits=F)

@@ -1,13 +1,13 @@
 """The bitmix engine: R rows x L lanes of bit-serial PEs behind one activation front end."""
 from __future__ import annotations
 
-from amaranth import Array, Const, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Const, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sw import terms as T
 
-from .act_frontend import ActFrontEnd
+from .act_frontend import ActFrontEnd, act_layout
 from .pe import BitSerialPE, ParallelPE
 from .rescale import RescaleUnit
 
@@ -26,6 +26,11 @@ def meta_layout(cfg) -> data.StructLayout:
 
 def sum_bits(cfg) -> int:
     return cfg.act_bits + max(1, (cfg.group_size - 1).bit_length()) + 1
+
+
+def zpc_bits(cfg) -> int:
+    """Width of a zero-point offset ``z - 2^(b-1)``: ``b`` of the widest asymmetric format (2 if none)."""
+    return max([2] + [T.code_bits(f) for f in cfg.formats if T.is_asym(f)])
 
 
 class Engine(wiring.Component):
@@ -71,7 +76,7 @@ class Engine(wiring.Component):
         R, L, B = cfg.rows, cfg.lanes, cfg.code_bits
         super().__init__({
             "cmd": In(stream.Signature(cmd_layout(cfg))),
-            "act": In(stream.Signature(L * 16)),
+            "act": In(stream.Signature(act_layout(L, cfg.act_mode))),
             "wgt": In(stream.Signature(R * L * B)),
             "meta": In(stream.Signature(data.ArrayLayout(meta_layout(cfg), R))),
             "res": Out(stream.Signature(R * 32)),
@@ -82,7 +87,8 @@ class Engine(wiring.Component):
         R, L, B, S = cfg.rows, cfg.lanes, cfg.code_bits, cfg.steps_per_group
         m = Module()
 
-        fe = m.submodules.frontend = ActFrontEnd(L, cfg.group_size, cfg.act_bits, cfg.act_mode)
+        fe = m.submodules.frontend = ActFrontEnd(lanes=L, group_size=cfg.group_size, act_bits=cfg.act_bits,
+                                                 mode=cfg.act_mode)
         wiring.connect(m, wiring.flipped(self.act), fe.act)
         al = fe.aligned
 
@@ -105,40 +111,42 @@ class Engine(wiring.Component):
         terms_of = (lambda f: 1) if self.pe_kind == "parallel" else T.terms
         n_terms = Array(Const(terms_of(f), range(cfg.max_terms + 1)) for f in cfg.formats)[fmt]
         unit = Array(Const(T.unit_exp(f), 4) for f in cfg.formats)[fmt]
-        zp_off = Array(Const((1 << (T.code_bits(f) - 1)) if T.is_asym(f) else 0, B + 1)
-                       for f in cfg.formats)[fmt]
-        is_asym = Array(Const(int(T.is_asym(f)), 1) for f in cfg.formats)[fmt]
+        asym = [(i, T.code_bits(f)) for i, f in enumerate(cfg.formats) if T.is_asym(f)]
+
+        def zp_offset(zp):
+            """``z - 2^(b-1)`` of the asymmetric format's ``b``-bit zero point: its MSB inverted, read
+            as a signed ``b``-bit number (bits of ``zp`` above ``b`` ignored); 0 for other formats."""
+            out = Signal(signed(zpc_bits(cfg)))
+            with m.Switch(fmt):
+                for i, b in asym:
+                    with m.Case(i):
+                        m.d.comb += out.eq(Cat(zp[:b - 1], ~zp[b - 1]).as_signed())
+            return out
 
         # ---------------------------------------------------------------- metadata of the group
-        meta_r = Signal(data.ArrayLayout(meta_layout(cfg), R))
+        # The group's meta beat is read in place for the whole group (a stream source holds its
+        # payload until the beat is taken) and taken at the group's last step: no copy of it.
         group_start = (s == 0) & (t == 0)
-        meta_cur = Signal(data.ArrayLayout(meta_layout(cfg), R))
-        with m.If(group_start):
-            m.d.comb += meta_cur.eq(self.meta.payload)
-        with m.Else():
-            m.d.comb += meta_cur.eq(meta_r)
+        meta_cur = self.meta.payload
 
         # ---------------------------------------------------------------- rescale hand-off
-        load = Signal()            # the rescale unit takes the group finished last cycle
-        last_r = Signal()
-        ea_r = Signal(signed(8))
-        suma_r = Signal(signed(sum_bits(cfg)))
-        scale_r = Signal(data.ArrayLayout(16, R))
-        zpc_r = Signal(data.ArrayLayout(signed(B + 2), R))
-
-        ru = m.submodules.rescale = RescaleUnit(cfg.scale_formats, R, cfg.psum_width, sum_bits(cfg), B + 2)
+        # At a group's last step the rescale unit captures every row's next psum (the PE's sum
+        # including this cycle's term), the group's scales and zero points from the meta beat
+        # being taken, and the activation sum and block exponent from the act beat being taken.
+        ru = m.submodules.rescale = RescaleUnit(cfg.scale_formats, R, cfg.psum_width, sum_bits(cfg),
+                                                zpc_bits(cfg), result_registers=False)
         res_valid = Signal()
         res_pending = Signal()     # a last group is in the rescale unit: its results are coming
         res_free = (~res_valid | self.res.ready) & ~res_pending
-        # a group end hands the rows' sums to the rescale unit next cycle (`load`): it must be
-        # idle, and before the last group of a tile the previous tile's result must be taken
-        resc_free = ru.ready & ~load & (~(g == n_groups - 1) | res_free)
+        # the first group of a tile restarts the accumulators, which are also the result
+        # registers, so the previous tile's result must be taken (or be taken this cycle)
+        resc_free = ru.ready & (~(g == 0) | res_free)
 
         # ---------------------------------------------------------------- the step
         last_term = t == n_terms - 1
         last_step = s == S - 1
         group_end = last_term & last_step
-        inputs_ok = al.valid & self.wgt.valid & (~group_start | self.meta.valid)
+        inputs_ok = al.valid & self.wgt.valid & self.meta.valid
         go = Signal()
         m.d.comb += go.eq(active & inputs_ok & (~group_end | resc_free))
 
@@ -160,32 +168,26 @@ class Engine(wiring.Component):
 
         with m.If(go):
             m.d.sync += t.eq(t + 1)
-            with m.If(group_start):
-                m.d.comb += self.meta.ready.eq(1)
-                m.d.sync += meta_r.eq(self.meta.payload)
             with m.If(last_term):
                 m.d.comb += [al.ready.eq(1), self.wgt.ready.eq(1)]
                 m.d.sync += [t.eq(0), s.eq(s + 1)]
                 with m.If(last_step):
-                    m.d.sync += [s.eq(0), g.eq(g + 1), last_r.eq(g == n_groups - 1),
-                                 ea_r.eq(al.payload.ea), suma_r.eq(al.payload.sum_a)]
-                    for r in range(R):
-                        m.d.sync += [scale_r[r].eq(meta_cur[r].scale),
-                                     zpc_r[r].eq(Mux(is_asym, meta_cur[r].zp - zp_off, 0))]
+                    m.d.comb += self.meta.ready.eq(1)
+                    m.d.sync += [s.eq(0), g.eq(g + 1)]
                     with m.If(g == n_groups - 1):
                         m.d.sync += [active.eq(0), g.eq(0)]
-        m.d.sync += load.eq(go & group_end)
-
+        start = go & group_end
         m.d.comb += [
-            ru.start.eq(load),
-            ru.sum_a.eq(suma_r),
-            ru.ea.eq(ea_r),
+            ru.start.eq(start),
+            ru.sum_a.eq(al.payload.sum_a),
+            ru.ea.eq(al.payload.ea),
             ru.unit.eq(unit),
             ru.scale_fmt.eq(sfmt),
-            ru.last.eq(last_r),
+            ru.last.eq(g == n_groups - 1),
         ]
         for r in range(R):
-            m.d.comb += [ru.psum[r].eq(pes[r].psum), ru.scale[r].eq(scale_r[r]), ru.zpc[r].eq(zpc_r[r])]
+            m.d.comb += [ru.psum[r].eq(pes[r].psum_next), ru.scale[r].eq(meta_cur[r].scale),
+                         ru.zpc[r].eq(zp_offset(meta_cur[r].zp))]
 
         # ---------------------------------------------------------------- results
         m.d.comb += [self.res.valid.eq(res_valid), self.res.payload.eq(ru.result)]
@@ -193,6 +195,6 @@ class Engine(wiring.Component):
             m.d.sync += res_valid.eq(0)
         with m.If(ru.done):
             m.d.sync += [res_valid.eq(1), res_pending.eq(0)]
-        with m.If(load & last_r):
+        with m.If(start & (g == n_groups - 1)):
             m.d.sync += res_pending.eq(1)
         return m

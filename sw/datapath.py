@@ -5,15 +5,17 @@ consecutive inputs along K):
 
 1. **Activations** (shared by all rows). FP16 mode: block floating point per group. For an
    fp16 ``x = (-1)^s 2^(e-15) (sig / 2^10)`` with ``sig = (e != 0) << 10 | frac`` and the
-   effective exponent ``e' = max(e, 1)``, the group's block exponent is ``emax = max e'`` and
+   effective exponent ``e' = max(e, 1)``, the group's block exponent is ``emax = max e'``
+   (:func:`block_exponents`; the host sends it with the group's first activation beat) and
    the aligned mantissa is ``A = (-1)^s * ((sig << (W - 12)) >> (emax - e'))`` — a signed
    ``W``-bit integer (``W = act_bits``), the magnitude truncated toward zero. Then
    ``x ~= A * 2^ea`` with ``ea = emax - W - 13``. INT8 mode: ``A = x`` (an int8) and ``ea = 0``.
    The front end also forms ``S_A = sum(A)`` per group (for the zero-point correction).
-2. **Weights** decode to ``w_int`` in format units (:mod:`sw.terms`): value ``w_int * 2^-u``.
+2. **Weights** decode to ``w_int`` in format units (:mod:`sw.terms`): value ``w_int * 2^-u``
+   (the RTL sums its radix-4 Booth terms; the sum is exact, so the term split does not matter here).
 3. **Group partial sum** (exact integer): ``P = sum_j w_int_j * A_j``; for asymmetric INT
    ``P -= (z - 2^(b-1)) * S_A`` (``w_int = c - 2^(b-1)``, so ``P = sum (c - z) A``).
-4. **Rescale** (bit-serial in the RTL, exact): the scale is ``(-1)^ss * sig_s * 2^es`` with
+4. **Rescale** (one pipelined unit shared by the rows in the RTL, exact): the scale is ``(-1)^ss * sig_s * 2^es`` with
    fp16 ``sig_s = (e != 0) << 10 | frac, es = max(e, 1) - 25``; bf16 ``sig_s = (e != 0) << 7 |
    frac, es = max(e, 1) - 134``; e8m0 ``sig_s = 1, es = code - 127``. ``Q = P * sig_s``
    (signed), exponent ``E = ea + es - u``.
@@ -61,8 +63,23 @@ def fp16_fields(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return bits >> 15, (bits >> 10) & 0x1F, bits & 0x3FF
 
 
-def align_fp16(x, group_size: int, act_bits: int) -> Activations:
-    """Block-floating-point alignment of fp16 activations (step 1 of the module docstring)."""
+def block_exponents(x, group_size: int) -> torch.Tensor:
+    """The block exponent ``emax = max(max(e, 1))`` of every group of fp16 activations (int64 [K/G]).
+
+    The engine takes it with each group's first ``act`` beat: it is computed once per activation
+    vector, upstream (e.g. by the unit that writes the vector), instead of buffering every group."""
+    x = as_float_tensor(x, "x", allow_inf=False).to(torch.float16)
+    if x.dim() != 1 or x.numel() % group_size:
+        raise ValueError(f"x must be 1-D with a length divisible by group_size={group_size}, got {tuple(x.shape)}")
+    _, e, _ = fp16_fields(x)
+    return e.clamp(min=1).reshape(-1, group_size).amax(-1)
+
+
+def align_fp16(x, group_size: int, act_bits: int, emax: torch.Tensor | None = None) -> Activations:
+    """Block-floating-point alignment of fp16 activations (step 1 of the module docstring).
+
+    ``emax`` (int64 [K/G], default :func:`block_exponents`) is the block exponent the host sends;
+    a lane with ``e' > emax`` is not shifted (``shift = max(0, emax - e')``), as in the RTL."""
     if act_bits < 12:
         raise ValueError(f"act_bits={act_bits} must be >= 12 to hold an fp16 significand and a sign")
     if isinstance(x, torch.Tensor) and x.dtype != torch.float16:
@@ -73,8 +90,13 @@ def align_fp16(x, group_size: int, act_bits: int) -> Activations:
     s, e, f = fp16_fields(x)
     sig = torch.where(e != 0, 1 << 10, 0) | f
     eff = e.clamp(min=1)
-    emax = eff.reshape(-1, group_size).amax(-1)
-    shift = (emax.repeat_interleave(group_size) - eff).clamp(max=62)
+    if emax is None:
+        emax = eff.reshape(-1, group_size).amax(-1)
+    else:
+        emax = torch.as_tensor(emax, dtype=torch.int64).reshape(-1)
+        if emax.numel() != x.numel() // group_size or bool(((emax < 0) | (emax > 31)).any()):
+            raise ValueError(f"emax must hold one 5-bit block exponent per group ({x.numel() // group_size})")
+    shift = (emax.repeat_interleave(group_size) - eff).clamp(min=0, max=62)
     mag = (sig << (act_bits - 12)) >> shift
     A = torch.where(s == 1, -mag, mag)
     return Activations(A=A, ea=emax - act_bits - 13, sum_A=A.reshape(-1, group_size).sum(-1),

@@ -12,15 +12,19 @@ one cycle per term and only shifts and adds.
   inverted, a signed ``b``-bit value) and goes through the same Booth recoding; the
   ``+2^(b-1)`` returns in the zero-point correction ``(z - 2^(b-1)) * sum(A)`` made once per
   group.
-* FP and value tables (FP3, FP4 E2M1, the BitMoD variants, FP6): the non-adjacent form
-  (NAF) of ``w_int``, which has the fewest non-zero signed digits. FP3, FP4, every BitMoD
-  special value and FP6 E3M2 need at most 2 terms (``1.11b = 10.0b - 0.01b``). FP6 E2M3 needs
-  3: its significand ``1.011b`` (11/8) is not ``±2^a ± 2^b`` for any ``a, b``, so no 2-term
-  signed-power-of-two code exists for it.
+* FP and BitMoD (FP3, FP4 E2M1, BitMoD FP3/FP4, FP6 E3M2/E2M3): sign-magnitude. A code's
+  sign ``s``, ``E``-bit exponent field ``e`` and ``M``-bit mantissa ``m`` give
+  ``|w_int| = sig * 2^x`` with ``sig = (e != 0) << M | m`` and ``x = max(e, 1) - 1``
+  (:func:`fp_parts`); ``sig`` goes through the same radix-4 Booth recoding as an INT (a
+  positive number: its digits read ``0sig``), every term is shifted by ``x`` and its sign
+  flipped when ``s``. BitMoD's special value (the code of -0) is ``±sig * 2^x`` with ``sig``
+  odd. Terms: FP3 1; FP4, BitMoD and E3M2 2 (``sig <= 7``); E2M3 3 (``sig <= 15``).
 
-Terms are listed most significant first; unused term slots are zero terms (no-ops). The
-RTL decoders are generated from :func:`term_table` (one ROM per format), so the hardware and
-the golden model share this single definition.
+Terms are listed most significant first (digit ``terms - 1`` first); unused term slots and zero
+digits are zero terms (no-ops). The RTL decoder (``rtl/decoder.py``) is built from this
+structure (one Booth digit selector for every format) and checked against
+:func:`decompose` exhaustively, so the hardware and the golden model share this single
+definition.
 """
 from __future__ import annotations
 
@@ -100,17 +104,28 @@ def booth_digits(value: int, bits: int) -> list[int]:
     return [-2 * bit(2 * k + 1) + bit(2 * k) + bit(2 * k - 1) for k in range(n)]
 
 
-def naf(n: int) -> list[tuple[int, int]]:
-    """Non-adjacent form of ``n``: (digit, position) pairs, digit in {+1, -1}, ascending."""
-    out, pos = [], 0
-    while n:
-        if n & 1:
-            d = 2 - (n & 3)   # +1 if n = 1 mod 4, -1 if n = 3 mod 4
-            out.append((d, pos))
-            n -= d
-        n >>= 1
-        pos += 1
-    return out
+def fp_fields(fmt: str) -> tuple[int, int, int]:
+    """``(code bits, mantissa bits M, exponent bits E)`` of a sign-magnitude (FP/BitMoD) format."""
+    if is_booth(check_hw_format(fmt)):
+        raise ValueError(f"{fmt} is an INT format, not sign-magnitude")
+    v = variants(fmt)[0]
+    base = getattr(v, "base", v)          # a BitMoD variant: its FP base format's fields
+    return v.bits, base.m, base.e
+
+
+def fp_parts(fmt: str, code: int, selector: int = 0) -> tuple[int, int, int]:
+    """``(s, sig, x)`` of a sign-magnitude code: ``w_int = (-1)^s * sig * 2^x``.
+
+    From the code's fields (module docstring); BitMoD's special value (the code of -0) has the
+    odd ``sig`` and the ``x`` of its value."""
+    b, mb, _ = fp_fields(fmt)
+    s, mag = code >> (b - 1), code & ((1 << (b - 1)) - 1)
+    if fmt in BITMOD and s and not mag:
+        w = int_value(fmt, code, selector)
+        x = (abs(w) & -abs(w)).bit_length() - 1
+        return int(w < 0), abs(w) >> x, x
+    e, m = mag >> mb, mag & ((1 << mb) - 1)
+    return s, (int(e != 0) << mb) | m, max(e, 1) - 1
 
 
 @lru_cache(maxsize=None)
@@ -118,12 +133,9 @@ def terms(fmt: str) -> int:
     """Terms (cycles) per weight of ``fmt``."""
     if is_booth(fmt):
         return (code_bits(fmt) + 1) // 2
-    return max(len(naf(w)) for w in _int_values(fmt))
-
-
-def _int_values(fmt: str) -> list[int]:
-    u = unit_exp(fmt)
-    return [int(x * 2 ** u) for v in variants(fmt) for x in v.values.tolist()]
+    # Booth digits of a positive sig: ceil((bits(sig) + 1) / 2)
+    return max((fp_parts(fmt, c, sel)[1].bit_length() + 2) // 2
+               for sel in range(len(variants(fmt))) for c in range(1 << code_bits(fmt)))
 
 
 def int_value(fmt: str, code: int, selector: int = 0) -> int:
@@ -147,10 +159,10 @@ def decompose(fmt: str, code: int, selector: int = 0) -> list[Term]:
         digits = booth_digits(w, v.bits)
         out = [ZERO if d == 0 else Term(int(d < 0), 2 * k + (abs(d) == 2)) for k, d in enumerate(digits)]
         return list(reversed(out))
-    w = int_value(fmt, code, selector)
-    digits = sorted(naf(w), key=lambda dp: -dp[1])
-    out = [Term(int(d < 0), p) for d, p in digits]
-    return out + [ZERO] * (t - len(out))
+    sgn, sig, x = fp_parts(fmt, code, selector)
+    digits = booth_digits(sig, 2 * t)     # sig < 2^(2t-1): read as a positive 2t-bit value
+    out = [ZERO if d == 0 else Term(sgn ^ int(d < 0), 2 * k + (abs(d) == 2) + x) for k, d in enumerate(digits)]
+    return list(reversed(out))
 
 
 def _twos(code: int, bits: int) -> int:
@@ -171,7 +183,7 @@ def max_abs_int(fmt: str) -> int:
 
 
 def term_table(fmt: str) -> list[list[list[Term]]]:
-    """``[selector][code] -> terms``: the decoder ROM contents."""
+    """``[selector][code] -> terms`` of every code."""
     return [[decompose(fmt, c, s) for c in range(1 << code_bits(fmt))] for s in range(len(variants(fmt)))]
 
 

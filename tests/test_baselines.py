@@ -251,8 +251,8 @@ def test_interface_is_the_engines():
         assert [(n, f.width) for n, f in baseline_meta_layout(B)] == [("scale", 16), ("sel", 2), ("zp", B)]
         widths[E.__name__] = {n: Shape.cast(mem[n].signature.members["payload"].shape).width
                               for n in ("cmd", "act", "wgt", "meta", "res")}
-    assert widths == {"Fp16MacEngine": {"cmd": 13, "act": 128, "wgt": 512, "meta": 136, "res": 128},
-                      "Fp16Int8Engine": {"cmd": 13, "act": 128, "wgt": 256, "meta": 104, "res": 128}}
+    assert widths == {"Fp16MacEngine": {"cmd": 13, "act": 133, "wgt": 512, "meta": 136, "res": 128},
+                      "Fp16Int8Engine": {"cmd": 13, "act": 133, "wgt": 256, "meta": 104, "res": 128}}
 
 
 def test_designs_registry():

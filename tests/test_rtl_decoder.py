@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import inspect
 import random
 
 import pytest
@@ -179,3 +180,47 @@ def test_verilog_convert_both():
                  "input seg2__valid", "output seg2__ready", "input seg4__valid", "output seg4__ready",
                  "output codes__valid", "input codes__ready", "input clk", "input rst"):
         assert port in u
+
+
+def test_max_lane_shift():
+    # the lane part of a shift is (|d| == 2) + x: 1 for INT, x_max + 1 for FP (E3M2: x <= 6)
+    from rtl.decoder import max_lane_shift
+    assert max_lane_shift(["int4"]) == 1
+    assert max_lane_shift(["int8", "int3_asym"]) == 1
+    assert max_lane_shift(["fp4_e2m1", "bitmod4"]) == 4          # BitMoD4's -8.0 special: 1 << 4
+    assert max_lane_shift(FORMATS) == 7
+
+
+@pytest.mark.parametrize("cls", ["TermControl", "LaneDecoder"])
+@pytest.mark.parametrize("kw, message", [
+    (dict(formats=["int8"], max_terms=3, shift_bits=4, code_bits=8), "max_terms=3 is below int8's 4 terms"),
+    (dict(formats=["fp6_e3m2"], max_terms=2, shift_bits=3, code_bits=6),
+     "shift_bits=3 cannot hold fp6_e3m2's largest shift 9"),
+    (dict(formats=["int6"], max_terms=3, shift_bits=3, code_bits=4), "code_bits=4 is narrower than int6's 6-bit codes"),
+    (dict(formats=[], max_terms=4, shift_bits=4, code_bits=8), "TermDecoder needs at least one format"),
+    (dict(formats=["int4", "int4"], max_terms=4, shift_bits=4, code_bits=8), "formats ['int4', 'int4'] list a format twice"),
+])
+def test_decoder_halves_reject_bad_parameters_exactly(cls, kw, message):
+    import re
+
+    import rtl.decoder as D
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        getattr(D, cls)(**kw)
+    params = inspect.signature(getattr(D, cls).__init__).parameters
+    assert {n: p.kind for n, p in params.items() if n != "self"} == dict.fromkeys(
+        ("formats", "max_terms", "shift_bits", "code_bits"), inspect.Parameter.KEYWORD_ONLY)
+
+
+@pytest.mark.parametrize("formats", [["int4"], ["int4", "fp4_e2m1"], FORMATS])
+def test_control_has_no_input_less_processes(formats):
+    """Every control field is driven by a process with inputs: an ``always @*`` block of constants
+    alone never runs in an event-driven simulator (Icarus), leaving the field X."""
+    import re
+
+    from rtl.decoder import TermControl
+    mt = max(T.terms(f) for f in formats)
+    sb = max(T.max_shift(f) for f in formats).bit_length()
+    cb = max(T.code_bits(f) for f in formats)
+    v = verilog.convert(TermControl(formats=formats, max_terms=mt, shift_bits=sb, code_bits=cb), name="ctl",
+                        emit_src=False)
+    assert re.findall(r"always @\*\n\s+(?!begin)[^\n]*", v) == []

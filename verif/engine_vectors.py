@@ -80,6 +80,25 @@ def case(cfg, fmt: str, scale_format: str, O: int, K: int, seed: int = 0, kind: 
     zp = torch.zeros(tiles * R, n_groups, dtype=torch.int64)
     if q.zero_points is not None:
         zp[:O] = q.zero_points.long()
+    # Bits the interface documents as ignored carry garbage: code bits above the format's width,
+    # zp bits above it (all of zp for symmetric formats), sel of non-BitMoD formats, scale[15:8]
+    # of e8m0, and every meta field of padded rows.
+    gen = torch.Generator().manual_seed(seed + 7)
+    b = T.code_bits(fmt)
+    junk = lambda shape, bits: torch.randint(0, 1 << bits, shape, generator=gen)  # noqa: E731
+    if B > b:
+        codes |= junk(codes.shape, B - b) << b
+    zp = zp | (junk(zp.shape, B - b) << b if T.is_asym(fmt) and B > b else 0)
+    if not T.is_asym(fmt):
+        zp = junk(zp.shape, B)
+    if q.selectors is None:
+        sel = junk(sel.shape, 2)
+    if scale_format == "e8m0":
+        scale_bits |= junk(scale_bits.shape, 8) << 8
+    if O < tiles * R:
+        scale_bits[O:] = junk(scale_bits[O:].shape, 16)
+        sel[O:] = junk(sel[O:].shape, 2)
+        zp[O:] = junk(zp[O:].shape, B)
 
     if cfg.act_mode == "fp16":
         xbits = x.view(torch.int16).to(torch.int64) & 0xFFFF
@@ -91,9 +110,15 @@ def case(cfg, fmt: str, scale_format: str, O: int, K: int, seed: int = 0, kind: 
     mw = 18 + B
     cmd = ((cfg.formats.index(fmt) << cf["fmt"][0]) | (cfg.scale_formats.index(scale_format) << cf["scale_fmt"][0])
            | (n_groups << cf["n_groups"][0]))
+    # act beat: lane l at [16l+15:16l]; fp16 mode: the group's block exponent at [16L+4:16L]
+    # (read on the group's first beat only: it is sent on every beat here)
+    emax = D.block_exponents(x, G).tolist() if cfg.act_mode == "fp16" else None
     act_beats = []
     for s in range(K // L):
-        act_beats.append(sum(int(xbits[s * L + l]) << (16 * l) for l in range(L)))
+        beat = sum(int(xbits[s * L + l]) << (16 * l) for l in range(L))
+        if emax is not None:
+            beat |= emax[s * L // G] << (16 * L)
+        act_beats.append(beat)
     beats = {"cmd": [], "act": [], "wgt": [], "meta": [], "res": []}
     ybits = torch.zeros(tiles * R, dtype=torch.int64)
     ybits[:O] = y.view(torch.int32).to(torch.int64) & 0xFFFFFFFF
