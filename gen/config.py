@@ -123,6 +123,21 @@ class EngineConfig:
         return max(T.code_bits(f) for f in self.formats)
 
     @property
+    def word_bits(self) -> int:
+        """Bits per row of one beat of the packed weight stream (``wgt``): ``8 * lanes``, one INT8
+        beat, two 4-bit beats (:class:`rtl.weight_port.WeightPort`)."""
+        return 8 * self.lanes
+
+    def check_weight_stream(self) -> None:
+        """Raise :class:`ConfigError` unless every format's packed weight stream suits the geometry
+        (:func:`sw.weight_stream.check_geometry`: beats of whole bytes, tiles starting on a word)."""
+        from sw.weight_stream import check_geometry
+        try:
+            check_geometry(self.formats, self.lanes, self.group_size, self.word_bits)
+        except ValueError as e:
+            raise ConfigError(f"engine: {e}") from None
+
+    @property
     def max_terms(self) -> int:
         return max(T.terms(f) for f in self.formats)
 

@@ -20,6 +20,7 @@ def engine_design(cfg: EngineConfig, name: str, description: str, pe: str = "bit
     from rtl.engine import Engine, sum_bits, zpc_bits
     from rtl.pe import BitSerialPE, ParallelPE
     from rtl.rescale import RescaleUnit
+    from rtl.weight_port import WeightPort
 
     pe_cls = ParallelPE if pe == "parallel" else BitSerialPE
     comps = {
@@ -30,9 +31,12 @@ def engine_design(cfg: EngineConfig, name: str, description: str, pe: str = "bit
                                             zpc_bits(cfg), result_registers=False),
         "act_frontend": lambda: ActFrontEnd(lanes=cfg.lanes, group_size=cfg.group_size, act_bits=cfg.act_bits,
                                             mode=cfg.act_mode),
+        "weight_port": lambda: WeightPort.for_config(cfg, word_bits=cfg.word_bits),
     }
     # "decoder" is part of "pe" (lanes of them): reported for the breakdown, not added twice
-    per_row = {"pe": 1.0, "rescale_unit": 1.0 / cfg.rows, "act_frontend": 1.0 / cfg.rows}
+    # the rescale unit, the front end and the weight port (R row buffers, shared control) serve R rows
+    per_row = {"pe": 1.0, "rescale_unit": 1.0 / cfg.rows, "act_frontend": 1.0 / cfg.rows,
+               "weight_port": 1.0 / cfg.rows}
     if pe == "parallel":
         del comps["decoder"]
     macs = {f: cfg.lanes / (1 if pe == "parallel" else T.terms(f)) for f in cfg.formats}

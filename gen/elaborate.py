@@ -18,31 +18,24 @@ from .config import EngineConfig
 TOP = "bitmix_engine"
 
 
-def components(cfg: EngineConfig) -> dict:
-    """Name -> freshly built component, the top first."""
-    from rtl.act_frontend import ActFrontEnd
-    from rtl.decoder import TermDecoder
-    from rtl.engine import Engine, sum_bits, zpc_bits
-    from rtl.fp6_unpack import Fp6SplitUnpacker
-    from rtl.fp32 import Fp32Adder, ScaledIntToFp32
-    from rtl.pe import BitSerialPE
-    from rtl.rescale import RescaleUnit
+#: Verilog module name of each :func:`gen.designs.engine_design` component (default ``bitmix_<name>``)
+FILE_NAMES = {"decoder": "bitmix_term_decoder"}
 
-    out = {
-        TOP: Engine(cfg),
-        "bitmix_term_decoder": TermDecoder(list(cfg.formats), cfg.max_terms, cfg.shift_bits, cfg.code_bits),
-        "bitmix_pe": BitSerialPE(cfg.formats, cfg.lanes, cfg.act_bits, cfg.code_bits, cfg.max_terms,
-                                 cfg.shift_bits, cfg.psum_width),
-        "bitmix_act_frontend": ActFrontEnd(lanes=cfg.lanes, group_size=cfg.group_size, act_bits=cfg.act_bits,
-                                            mode=cfg.act_mode),
-        "bitmix_rescale_unit": RescaleUnit(cfg.scale_formats, cfg.rows, cfg.psum_width, sum_bits(cfg),
-                                           zpc_bits(cfg), result_registers=False),
-        "bitmix_fp32_convert": ScaledIntToFp32(cfg.psum_width + 12, 10),
-        "bitmix_fp32_adder": Fp32Adder(),
-    }
-    if any(T.code_bits(f) == 6 for f in cfg.formats):
-        n = cfg.rows * cfg.lanes
-        out["bitmix_fp6_unpacker"] = Fp6SplitUnpacker(n + (-n) % 4)
+
+def components(cfg: EngineConfig) -> dict:
+    """Name -> freshly built component, the top first: the engine, the components the area report
+    prices (:func:`gen.designs.engine_design`, one definition of how each is built) and the fp32
+    conversion and adder inside the rescale unit."""
+    from rtl.engine import Engine
+    from rtl.fp32 import Fp32Adder, ScaledIntToFp32
+
+    from .designs import engine_design
+
+    out = {TOP: Engine(cfg)}
+    for name, build in engine_design(cfg, TOP, "").components.items():
+        out[FILE_NAMES.get(name, f"bitmix_{name}")] = build()
+    out["bitmix_fp32_convert"] = ScaledIntToFp32(cfg.psum_width + 12, 10)
+    out["bitmix_fp32_adder"] = Fp32Adder()
     return out
 
 

@@ -10,6 +10,7 @@ from sw import terms as T
 from .act_frontend import ActFrontEnd, act_layout
 from .pe import BitSerialPE, ParallelPE
 from .rescale import RescaleUnit
+from .weight_port import WeightPort
 
 
 def cmd_layout(cfg) -> data.StructLayout:
@@ -47,10 +48,13 @@ class Engine(wiring.Component):
         lane ``l`` at bits ``[16l+15:16l]``: an fp16, or an int8 in bits [7:0] (``act_mode``).
         Beat ``s`` of a tile carries inputs ``k = s*L .. s*L + L-1``. The vector is re-sent for
         every tile.
-    wgt : In, ``R x L x B`` bits (``B = cfg.code_bits``), ``K/L`` beats per tile
-        the code of weight ``(row r, k = s*L + l)`` at bits ``[(r*L + l)*B + B-1 : (r*L + l)*B]``
-        (narrower codes in the low bits of their slot). Each beat is held for ``terms(fmt)``
-        cycles: one term per cycle.
+    wgt : In, ``R x W`` bits (``W = cfg.word_bits = 8L``), the packed weights
+        row ``r``'s next word of its packed stream (the ``sw.pack`` memory image: ``W/8`` bytes,
+        little-endian) at bits ``[r*W + W-1 : r*W]``, so the stream carries the format's element
+        bits per weight (4 for INT4/FP4/BitMoD4, 3 for the 3-bit formats, 6 for FP6 in the 4+2
+        split, 8 for INT8); ``K * bits / W`` beats per tile, schedule and layout in
+        :class:`rtl.weight_port.WeightPort` (``sw.weight_stream.tile_words`` builds them). Words are
+        taken only while a tile is active (after its command) and never past the tile's last word.
     meta : In, ``R x (16 + 2 + B)`` bits, one beat per group per tile
         row ``r`` at bits ``[r*(18+B) + 17+B : r*(18+B)]``: ``scale`` (raw fp16/bf16 bits, or
         e8m0 in [7:0]) in the low 16 bits, then the BitMoD ``sel`` (2 bits), then the zero
@@ -73,11 +77,12 @@ class Engine(wiring.Component):
             raise ValueError(f"pe={pe!r}; choose 'bitserial' or 'parallel' (the bit-parallel baseline)")
         self.cfg = cfg
         self.pe_kind = pe
-        R, L, B = cfg.rows, cfg.lanes, cfg.code_bits
+        R, L = cfg.rows, cfg.lanes
+        cfg.check_weight_stream()
         super().__init__({
             "cmd": In(stream.Signature(cmd_layout(cfg))),
             "act": In(stream.Signature(act_layout(L, cfg.act_mode))),
-            "wgt": In(stream.Signature(R * L * B)),
+            "wgt": In(stream.Signature(R * cfg.word_bits)),
             "meta": In(stream.Signature(data.ArrayLayout(meta_layout(cfg), R))),
             "res": Out(stream.Signature(R * 32)),
         })
@@ -91,6 +96,8 @@ class Engine(wiring.Component):
                                                  mode=cfg.act_mode)
         wiring.connect(m, wiring.flipped(self.act), fe.act)
         al = fe.aligned
+        wp = m.submodules.weight_port = WeightPort.for_config(cfg, word_bits=cfg.word_bits)
+        wgt = wp.wgt
 
         # ---------------------------------------------------------------- command / tile state
         active = Signal()
@@ -146,7 +153,7 @@ class Engine(wiring.Component):
         last_term = t == n_terms - 1
         last_step = s == S - 1
         group_end = last_term & last_step
-        inputs_ok = al.valid & self.wgt.valid & self.meta.valid
+        inputs_ok = al.valid & wgt.valid & self.meta.valid
         go = Signal()
         m.d.comb += go.eq(active & inputs_ok & (~group_end | resc_free))
 
@@ -158,7 +165,7 @@ class Engine(wiring.Component):
             pes.append(pe)
             m.d.comb += [
                 pe.mant.eq(al.payload.mant),
-                pe.codes.eq(self.wgt.payload[r * L * B:(r + 1) * L * B]),
+                pe.codes.eq(wgt.payload[r * L * B:(r + 1) * L * B]),
                 pe.fmt.eq(fmt),
                 pe.sel.eq(meta_cur[r].sel),
                 pe.term.eq(t),
@@ -169,7 +176,7 @@ class Engine(wiring.Component):
         with m.If(go):
             m.d.sync += t.eq(t + 1)
             with m.If(last_term):
-                m.d.comb += [al.ready.eq(1), self.wgt.ready.eq(1)]
+                m.d.comb += [al.ready.eq(1), wgt.ready.eq(1)]
                 m.d.sync += [t.eq(0), s.eq(s + 1)]
                 with m.If(last_step):
                     m.d.comb += self.meta.ready.eq(1)
@@ -177,6 +184,19 @@ class Engine(wiring.Component):
                     with m.If(g == n_groups - 1):
                         m.d.sync += [active.eq(0), g.eq(0)]
         start = go & group_end
+
+        # ---------------------------------------------------------------- packed weights in
+        # The port unpacks the tile's words for the latched format. It takes words only while the
+        # tile is active and, in the tile's last step, not once that step's beat is there: the
+        # next words belong to the next tile, whose format is not known yet.
+        tile_last_step = (g == n_groups - 1) & last_step
+        take_words = active & ~(tile_last_step & wgt.valid)
+        m.d.comb += [
+            wp.fmt.eq(fmt),
+            wp.words.payload.eq(self.wgt.payload),
+            wp.words.valid.eq(self.wgt.valid & take_words),
+            self.wgt.ready.eq(wp.words.ready & take_words),
+        ]
         m.d.comb += [
             ru.start.eq(start),
             ru.sum_a.eq(al.payload.sum_a),

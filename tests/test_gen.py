@@ -10,8 +10,8 @@ from gen.hygiene import check_dir
 
 SMALL = """[engine]
 rows = 2
-lanes = 2
-group_size = 8
+lanes = 4
+group_size = 16
 formats = ["int4", "bitmod4", "fp6_e3m2", "int4_asym"]
 scale_formats = ["fp16", "e8m0"]
 max_groups = 8
@@ -28,22 +28,22 @@ def small(tmp_path_factory):
 def test_emit_writes_every_component_and_a_manifest(small):
     cfg, out, man = small
     assert set(man["files"]) == {"bitmix_engine", "bitmix_term_decoder", "bitmix_pe", "bitmix_act_frontend",
-                                 "bitmix_rescale_unit", "bitmix_fp32_convert", "bitmix_fp32_adder",
-                                 "bitmix_fp6_unpacker"}
+                                 "bitmix_rescale_unit", "bitmix_weight_port", "bitmix_fp32_convert",
+                                 "bitmix_fp32_adder"}
     for name in man["files"]:
         assert (out / f"{name}.v").read_text().count(f"module {name}(") == 1
     disk = json.loads((out / "manifest.json").read_text())
     assert disk["config"]["formats"] == ["int4", "bitmod4", "fp6_e3m2", "int4_asym"]
     assert [f["terms"] for f in disk["formats"]] == [2, 2, 2, 2]
     ports = {p["name"]: p for p in disk["ports"]["bitmix_engine"]}
-    # R x L x B weight codes, R x (16 + 2 + B) metadata, R fp32 results
-    assert ports["wgt__payload"]["width"] == 2 * 2 * 6
+    # R words of 8L bits of the packed weight stream, R x (16 + 2 + B) metadata, R fp32 results
+    assert ports["wgt__payload"]["width"] == 2 * 8 * 4
     assert ports["meta__payload"]["width"] == 2 * (18 + 6)
     assert ports["res__payload"]["width"] == 2 * 32
     assert ports["cmd__payload"]["fields"] == [{"name": "fmt", "offset": 0, "width": 2},
                                                {"name": "scale_fmt", "offset": 2, "width": 1},
                                                {"name": "n_groups", "offset": 3, "width": 4}]
-    assert "4 rows" not in (out / "summary.txt").read_text() and "2 rows x 2 lanes" in man["summary"]
+    assert "4 rows" not in (out / "summary.txt").read_text() and "2 rows x 4 lanes" in man["summary"]
 
 
 @pytest.mark.synth

@@ -13,6 +13,8 @@ import sw
 from sw import datapath as D
 from sw import terms as T
 from sw.formats import get_scale_format
+from sw.pack import pack
+from sw.weight_stream import beat_word, tile_words
 
 
 def _fields(layout) -> dict:
@@ -69,8 +71,7 @@ def case(cfg, fmt: str, scale_format: str, O: int, K: int, seed: int = 0, kind: 
     if n_groups > cfg.max_groups:
         raise ValueError(f"K={K} needs {n_groups} groups but the engine has max_groups={cfg.max_groups}")
 
-    codes = torch.zeros(tiles * R, K, dtype=torch.int64)
-    codes[:O] = q.codes.long()
+    img = pack(q)                       # the memory image the weight port reads
     sf = get_scale_format(scale_format)
     scale_bits = torch.zeros(tiles * R, n_groups, dtype=torch.int64)
     scale_bits[:O] = sf.to_bits(q.scales)
@@ -80,14 +81,12 @@ def case(cfg, fmt: str, scale_format: str, O: int, K: int, seed: int = 0, kind: 
     zp = torch.zeros(tiles * R, n_groups, dtype=torch.int64)
     if q.zero_points is not None:
         zp[:O] = q.zero_points.long()
-    # Bits the interface documents as ignored carry garbage: code bits above the format's width,
-    # zp bits above it (all of zp for symmetric formats), sel of non-BitMoD formats, scale[15:8]
-    # of e8m0, and every meta field of padded rows.
+    # Bits the interface documents as ignored carry garbage: zp bits above the format's width
+    # (all of zp for symmetric formats), sel of non-BitMoD formats, scale[15:8] of e8m0, and
+    # every meta field of padded rows.
     gen = torch.Generator().manual_seed(seed + 7)
     b = T.code_bits(fmt)
     junk = lambda shape, bits: torch.randint(0, 1 << bits, shape, generator=gen)  # noqa: E731
-    if B > b:
-        codes |= junk(codes.shape, B - b) << b
     zp = zp | (junk(zp.shape, B - b) << b if T.is_asym(fmt) and B > b else 0)
     if not T.is_asym(fmt):
         zp = junk(zp.shape, B)
@@ -126,9 +125,8 @@ def case(cfg, fmt: str, scale_format: str, O: int, K: int, seed: int = 0, kind: 
         rows = range(t * R, (t + 1) * R)
         beats["cmd"].append(cmd)
         beats["act"] += act_beats
-        for s in range(K // L):
-            beats["wgt"].append(sum(int(codes[o, s * L + l]) << ((r * L + l) * B)
-                                    for r, o in enumerate(rows) for l in range(L)))
+        beats["wgt"] += [beat_word(b, cfg.word_bits) for b in tile_words(img, fmt, r0=t * R, rows=R, k0=0, k1=K,
+                                                                         word_bits=cfg.word_bits)]
         for gi in range(n_groups):
             beats["meta"].append(sum(((int(scale_bits[o, gi]) << mf["scale"][0]) | (int(sel[o, gi]) << mf["sel"][0])
                                       | (int(zp[o, gi]) << mf["zp"][0])) << (r * mw) for r, o in enumerate(rows)))
