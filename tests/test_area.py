@@ -199,13 +199,12 @@ def test_sweep_on_a_tiny_engine(tools, tmp_path):
     p1, p2 = sorted(rep["points"], key=lambda p: p["rows"])
     c = p1["components"]
     c2 = p2["components"]
-    assert p1["ge_per_row"] == pytest.approx(c["pe"]["ge"] + c["rescale_unit"]["ge"] + c["act_frontend"]["ge"],
-                                             abs=0.01)
-    assert p2["ge_per_row"] == pytest.approx(c2["pe"]["ge"] + (c2["rescale_unit"]["ge"] + c2["act_frontend"]["ge"]) / 2,
-                                             abs=0.01)
-    # the PE and the front end do not depend on R; the rescale unit (two rows of state) does
+    shared = ("rescale_unit", "act_frontend", "weight_port")
+    assert p1["ge_per_row"] == pytest.approx(c["pe"]["ge"] + sum(c[k]["ge"] for k in shared), abs=0.01)
+    assert p2["ge_per_row"] == pytest.approx(c2["pe"]["ge"] + sum(c2[k]["ge"] for k in shared) / 2, abs=0.01)
+    # the PE and the front end do not depend on R; the rescale unit and the weight port (R rows of state) do
     assert c2["pe"]["ge"] == c["pe"]["ge"] and c2["act_frontend"]["ge"] == c["act_frontend"]["ge"]
-    assert c2["rescale_unit"]["ge"] > c["rescale_unit"]["ge"]
+    assert c2["rescale_unit"]["ge"] > c["rescale_unit"]["ge"] and c2["weight_port"]["ge"] > c["weight_port"]["ge"]
     assert p1["macs_per_cycle_4bit"] == 1.0                  # 2 lanes, INT4 = 2 terms
     assert p2["pareto"] and not p1["pareto"]
 
