@@ -52,17 +52,15 @@ def test_scoreboard_catches_a_wrong_result(sim_build_dir):
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
 def test_int8xint4_bit_parallel_baseline(sim, sim_build_dir):
     """The INT8xINT4 bit-parallel MAC baseline: same streams, same golden model, one cycle per weight."""
-    from amaranth.back import verilog
-
+    from gen.elaborate import to_verilog
     from rtl.engine import Engine
-    from verif.comb_kick import kick
 
     cfg = dataclasses.replace(load(), formats=("int4",), scale_formats=("fp16",), act_mode="int8", act_bits=8,
                               name="int8xint4")
     cases = _cases(cfg, 1024, 2 * cfg.rows + 1, ["int4", "int4"], seed=70)
     for c in cases:
         c["ideal_cycles"] //= 2     # one cycle per weight instead of two terms
-    v = verilog.convert(Engine(cfg, pe="parallel"), name="bitmix_engine", emit_src=False)
+    v = to_verilog(Engine(cfg, pe="parallel"), "bitmix_engine")
     report = run_engine(cfg, cases, sim, sim_build_dir, p_valid=0.8, p_ready=0.7, reset_case=True,
-                        verilog_text=kick(v) if sim == "icarus" else v)
+                        verilog_text=v)
     assert [r["mismatches"] for r in report] == [0, 0]
