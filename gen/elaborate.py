@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import json
-import re
 import platform
+import re
 import time
 from importlib import metadata
 from pathlib import Path

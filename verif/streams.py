@@ -8,15 +8,19 @@ a dict of several signals (``payload={"psum": dut.psum, ...}``, beats then dicts
 
 * :class:`StreamSource` drives beats with seeded random valid gaps (probability ``p_valid`` of
   offering a new beat in a cycle), holds valid and payload until the beat is taken, and drives
-  random garbage on the payload (or on the named ``garbage`` fields) while valid is low.
+  random garbage on the payload (or on the named ``garbage`` fields) while valid is low. With
+  ``offer_when_ready=True`` it offers a beat only in a cycle whose ready is already high
+  (driving on the falling edge), for a sink that reads some payload fields after taking the
+  beat and so needs them unchanged while it is busy (the rescale unit's ``scale``/``zpc``).
 * :class:`StreamSink` drives ready with seeded random gaps (probability ``p_ready``).
 * :class:`StreamMonitor` watches a stream every cycle (after the edge, in the read-only phase)
   and records, never drives:
   - protocol violations: valid or payload changing while valid & ~ready (the beat offered must
     stay until taken), valid or ready not 0/1;
   - every accepted beat, compared in order with the expected beat sequence (optionally under a
-    per-beat bit mask): a mismatch that equals the previous expected beat is reported as a
-    *duplicated* beat, one that equals the next expected beat as a *lost* beat, a beat after
+    per-beat bit mask): a beat equal to the previous expected beat is reported as a
+    *duplicated* beat, one equal to the one after the next expected beat as a *lost* beat
+    (the comparison then resynchronises), any other difference as a *mismatch*, a beat after
     the expected sequence as an *extra* beat, and expected beats never seen as *missing*.
 
   ``beats`` (accepted), ``violations`` and ``errors`` (all messages) are what a testbench
@@ -27,7 +31,7 @@ from __future__ import annotations
 import random
 
 import cocotb
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 __all__ = ["StreamSource", "StreamSink", "StreamMonitor", "stream_handles"]
 
@@ -61,7 +65,7 @@ class StreamSource:
     """
 
     def __init__(self, dut, name: str, *, clk, rng: random.Random, p_valid: float = 1.0,
-                 garbage=True, valid=..., ready=..., payload=...):
+                 garbage=True, valid=..., ready=..., payload=..., offer_when_ready: bool = False):
         if not 0.0 < p_valid <= 1.0:
             raise ValueError(f"p_valid must be in (0, 1], not {p_valid}")
         self.name, self.clk, self.rng, self.p_valid = name, clk, rng, p_valid
@@ -71,6 +75,7 @@ class StreamSource:
         else:
             self.garbage = bool(garbage)
         self.sent = 0
+        self.offer_when_ready = offer_when_ready
         self._stop = False
 
     def idle(self) -> None:
@@ -94,6 +99,8 @@ class StreamSource:
             self.payload.value = self.rng.getrandbits(len(self.payload))
 
     async def send(self, beats) -> None:
+        if self.offer_when_ready:
+            return await self._send_when_ready(beats)
         i, holding = 0, False
         while i < len(beats):
             await RisingEdge(self.clk)
@@ -115,6 +122,28 @@ class StreamSource:
         await RisingEdge(self.clk)
         self.valid.value = 0
         self._scramble()
+
+
+    async def _send_when_ready(self, beats) -> None:
+        i = 0
+        while i < len(beats):
+            await ReadOnly()
+            ready = _bit(self.ready, f"{self.name}: ready")
+            await FallingEdge(self.clk)
+            if self._stop:
+                self.valid.value = 0
+                return
+            if ready and self.rng.random() < self.p_valid:
+                self.valid.value = 1
+                self._drive(beats[i])
+                await RisingEdge(self.clk)     # ready was high all cycle: taken on this edge
+                i += 1
+                self.sent += 1
+                await FallingEdge(self.clk)
+                self.valid.value = 0
+                self._scramble()
+            else:
+                await RisingEdge(self.clk)
 
 
 class StreamSink:
@@ -158,6 +187,7 @@ class StreamMonitor:
         self.expected: list = []
         self.masks: list = []
         self.got: list = []
+        self.pos = 0                      # index of the next expected beat
         self.accept_cycles: list[int] = []
         self.violations = 0
         self.errors: list[str] = []
@@ -175,7 +205,7 @@ class StreamMonitor:
         return len(self.got)
 
     def done(self) -> bool:
-        return len(self.got) >= len(self.expected)
+        return self.pos >= len(self.expected)
 
     def start(self) -> StreamMonitor:
         self._task = cocotb.start_soon(self._run())
@@ -189,9 +219,9 @@ class StreamMonitor:
     def finish(self) -> list[str]:
         """Stop watching; report expected beats that never came. Returns ``errors``."""
         self.stop()
-        if len(self.got) < len(self.expected):
-            self._error(f"{self.name}: {len(self.expected) - len(self.got)} expected beat(s) missing "
-                        f"({len(self.got)} of {len(self.expected)} seen)")
+        if self.pos < len(self.expected):
+            self._error(f"{self.name}: {len(self.expected) - self.pos} expected beat(s) missing "
+                        f"(beats {self.pos}..{len(self.expected) - 1})")
         return self.errors
 
     def summary(self) -> dict:
@@ -220,21 +250,27 @@ class StreamMonitor:
         return got == exp if mask is None else (got & mask) == (exp & mask)
 
     def _accept(self, beat) -> None:
-        i = len(self.got)
+        i = self.pos
         self.got.append(beat)
         self.accept_cycles.append(self.cycle)
         shown = beat if isinstance(beat, (str, dict)) else hex(beat)
         if i >= len(self.expected):
-            self._error(f"{self.name}: extra beat {i} ({shown}) after the {len(self.expected)} expected")
-        elif not self._same(beat, i):
             if self._same(beat, i - 1):
-                self._error(f"{self.name}: beat {i - 1} duplicated (seen again as beat {i})")
-            elif self._same(beat, i + 1):
-                self._error(f"{self.name}: beat {i} lost (beat {i} is expected beat {i + 1})")
+                self._error(f"{self.name}: beat {i - 1} duplicated")
             else:
-                exp = self.expected[i]
-                self._error(f"{self.name}: beat {i} mismatch: got {shown}, expected "
-                            f"{exp if isinstance(exp, dict) else hex(exp)}")
+                self._error(f"{self.name}: extra beat ({shown}) after the {len(self.expected)} expected")
+        elif self._same(beat, i):
+            self.pos += 1
+        elif self._same(beat, i - 1):
+            self._error(f"{self.name}: beat {i - 1} duplicated")
+        elif self._same(beat, i + 1):
+            self._error(f"{self.name}: beat {i} lost")
+            self.pos += 2
+        else:
+            exp = self.expected[i]
+            self._error(f"{self.name}: beat {i} mismatch: got {shown}, expected "
+                        f"{exp if isinstance(exp, dict) else hex(exp)}")
+            self.pos += 1
 
     async def _run(self) -> None:
         pending = None                    # the payload offered while valid & ~ready

@@ -30,7 +30,6 @@ from verif.streams import StreamMonitor, StreamSink, StreamSource
 @cocotb.test()
 async def fp6_unpack_random_stalls(dut):
     vec = load_vectors()
-    n = vec["n"]
     rng = random.Random(vec["seed"])
     Clock(dut.clk, 10, unit="ns").start()
     dut.seg2__valid.value = 0
