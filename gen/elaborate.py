@@ -56,8 +56,12 @@ def components(cfg: EngineConfig) -> dict:
     from rtl.pe import BitSerialPE
     from rtl.rescale import RescaleUnit
 
+    top = Engine(cfg)
+    if cfg.interface == "axis":
+        from rtl.axis import AxisWrapper
+        top = AxisWrapper(top)
     out = {
-        TOP: Engine(cfg),
+        TOP: top,
         "bitmix_term_decoder": TermDecoder(list(cfg.formats), cfg.max_terms, cfg.shift_bits, cfg.code_bits),
         "bitmix_pe": BitSerialPE(cfg.formats, cfg.lanes, cfg.act_bits, cfg.code_bits, cfg.max_terms,
                                  cfg.shift_bits, cfg.psum_width),

@@ -56,7 +56,7 @@ def stream_members(signature: wiring.Signature) -> dict[str, tuple[wiring.Flow, 
     out = {}
     for name, member in signature.members.items():
         if member.is_signature and isinstance(member.signature, stream.Signature):
-            out[name] = (member.flow, Shape.cast(member.signature.payload_shape).width)
+            out[name] = (member.flow, Shape.cast(member.signature.members["payload"].shape).width)
     return out
 
 
