@@ -2,6 +2,7 @@
 and a stage that changes its payload while stalled, drops beats or repeats beats is reported,
 exactly, on Icarus."""
 import json
+import re
 
 import pytest
 from amaranth import Module, Signal
@@ -45,11 +46,11 @@ class Stage(wiring.Component):
         return m
 
 
-def _run(fault, sim_build_dir, sim="icarus"):
+def _run(fault, sim_build_dir, sim="icarus", power_up_seed=None):
     report = sim_build_dir / "report.json"
     run_cocotb(Stage(fault), "stage", "test_streams", sim=sim, build_dir=sim_build_dir,
                vectors={"beats": BEATS, "p_valid": 0.7, "p_ready": 0.5, "seed": 3},
-               extra_env={"BITMIX_REPORT": str(report)}, expect_tests=1)
+               extra_env={"BITMIX_REPORT": str(report)}, expect_tests=1, power_up_seed=power_up_seed)
     return json.loads(report.read_text())
 
 
@@ -75,3 +76,16 @@ def test_monitor_reports_each_duplicated_beat(sim_build_dir):
     r = _run("dup", sim_build_dir)
     assert r["messages"] == [f"o: beat {i} duplicated" for i in range(3, 40, 7)]
     assert (r["beats"], r["violations"]) == (46, 0)
+
+
+def test_strip_initializers_removes_every_register_and_memory_initializer():
+    from verif.runner import strip_initializers
+    text = ("  reg \\$auto$x$1  = 0;\n  reg [7:0] junk = 8'h00;\n  wire w = 1'h1;\n  reg [3:0] mem [1:0];\n"
+            "  initial begin\n    mem[0] = 4'h0;\n    mem[1] = 4'h0;\n  end\n")
+    assert strip_initializers(text) == ("  reg \\$auto$x$1 ;\n  reg [7:0] junk ;\n  wire w = 1'h1;\n"
+                                        "  reg [3:0] mem [1:0];\n", 2, 1)
+
+
+def test_power_up_needs_verilator(sim_build_dir):
+    with pytest.raises(ValueError, match=re.escape("power_up_seed needs sim='verilator', not 'icarus'")):
+        _run("ok", sim_build_dir, "icarus", power_up_seed=1)
