@@ -17,7 +17,9 @@ BEATS = list(range(0x10, 0x10 + 40))
 class Stage(wiring.Component):
     """One register stage ``i`` -> ``o`` (8-bit payload) with an injected fault: ``ok`` (none),
     ``unstable`` (payload bit 0 toggles while valid and not ready), ``drop`` (input beats
-    2, 7, 12, ... are taken and not passed on), ``dup`` (beats 3, 10, 17, ... are offered twice)."""
+    2, 7, 12, ... are taken and not passed on), ``dup`` (beats 3, 10, 17, ... are offered twice),
+    ``power_up`` (beat 0 is offered twice if a register the reset does not clear, 0 by its
+    initializer, starts non-zero: a dependence on power-up state)."""
 
     def __init__(self, fault: str):
         self.fault = fault
@@ -30,7 +32,7 @@ class Stage(wiring.Component):
         m.d.comb += self.i.ready.eq((~self.o.valid | self.o.ready) & ~again)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-            if self.fault == "dup":
+            if self.fault in ("dup", "power_up"):
                 with m.If(again):
                     m.d.sync += [self.o.valid.eq(1), again.eq(0)]
         with m.Elif(self.o.valid & (self.fault == "unstable")):
@@ -43,6 +45,9 @@ class Stage(wiring.Component):
                 m.d.sync += self.o.valid.eq(1)
             if self.fault == "dup":
                 m.d.sync += again.eq(n % 7 == 3)
+            if self.fault == "power_up":
+                junk = Signal(8, reset_less=True)
+                m.d.sync += [again.eq(junk != 0), junk.eq(0)]
         return m
 
 
@@ -76,6 +81,17 @@ def test_monitor_reports_each_duplicated_beat(sim_build_dir):
     r = _run("dup", sim_build_dir)
     assert r["messages"] == [f"o: beat {i} duplicated" for i in range(3, 40, 7)]
     assert (r["beats"], r["violations"]) == (46, 0)
+
+
+def test_power_up_run_exposes_a_register_the_reset_does_not_clear(sim_build_dir):
+    """The power-up option is not vacuous: with its initializer the stage is correct; started
+    from random state (Verilator, seed 1) its reset-less register is non-zero and beat 0
+    repeats, while the correct stage passes from the same random state."""
+    assert _run("power_up", sim_build_dir / "init")["messages"] == []
+    assert _run("power_up", sim_build_dir / "random", "verilator", power_up_seed=1)["messages"] == \
+        ["o: beat 0 duplicated"]
+    ok = _run("ok", sim_build_dir / "ok", "verilator", power_up_seed=1)
+    assert (ok["beats"], ok["messages"]) == (40, [])
 
 
 def test_strip_initializers_removes_every_register_and_memory_initializer():

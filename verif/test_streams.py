@@ -14,7 +14,7 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles
+from cocotb.triggers import ClockCycles, with_timeout
 
 from verif.runner import load_vectors
 from verif.streams import StreamMonitor, StreamSink, StreamSource
@@ -33,7 +33,8 @@ async def stream_stage(dut):
     mon = StreamMonitor(dut, "o", clk=dut.clk).start()
     mon.expect(vec["beats"])
     sink = StreamSink(dut, "o", clk=dut.clk, rng=rng, p_ready=vec["p_ready"]).start()
-    await StreamSource(dut, "i", clk=dut.clk, rng=rng, p_valid=vec["p_valid"]).send(vec["beats"])
+    src = StreamSource(dut, "i", clk=dut.clk, rng=rng, p_valid=vec["p_valid"])
+    await with_timeout(src.send(vec["beats"]), 200 * len(vec["beats"]) * 10, "ns")   # a stuck stage fails
     await ClockCycles(dut.clk, 40)
     sink.stop()
     mon.finish()
