@@ -11,6 +11,7 @@ act_mode = "fp16"        # "fp16" (block floating point) or "int8"
 act_bits = 16            # W: signed width of an aligned activation mantissa (>= 12 in fp16 mode)
 max_groups = 64          # largest K/G a command may ask for (sizes the group counter)
 psum_bits = 0            # group partial-sum width; 0 = the worst-case minimum (computed)
+interface = "stream"     # top-level ports: "stream" (valid/ready) or "axis" (AXI4-Stream, rtl/axis.py)
 ```
 
 Every error names the parameter. Unknown keys are errors, not ignored.
@@ -41,6 +42,9 @@ psum_bits = 0
 """
 
 
+INTERFACES = ("stream", "axis")
+
+
 class ConfigError(ValueError):
     """A bad configuration; the message names the parameter."""
 
@@ -56,6 +60,7 @@ class EngineConfig:
     act_bits: int = 16
     max_groups: int = 64
     psum_bits: int = 0
+    interface: str = "stream"
     name: str = field(default="default", compare=False)
 
     def __post_init__(self):
@@ -93,6 +98,8 @@ class EngineConfig:
                               f"(an 11-bit significand and a sign need 12)")
         if self.act_mode == "int8" and self.act_bits < 8:
             raise ConfigError(f"engine.act_bits = {self.act_bits} is too narrow for int8 activations")
+        if self.interface not in INTERFACES:
+            raise ConfigError(f"engine.interface = {self.interface!r}; choose one of {', '.join(INTERFACES)}")
         if self.psum_bits and self.psum_bits < self.min_psum_bits:
             raise ConfigError(f"engine.psum_bits = {self.psum_bits} is too narrow for the worst case of "
                               f"{', '.join(self.formats)} with G={self.group_size}, act_bits={self.act_bits}: "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import time
 from importlib import metadata
 from pathlib import Path
@@ -18,20 +19,51 @@ from .config import EngineConfig
 TOP = "bitmix_engine"
 
 
+# yosys' write_verilog (Verilog-2005 mode) declares one never-written register per module and
+# reads it at the top of every ``always @*`` block
+_ALWAYS_DUMMY = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+)\s+= 0;$", re.M)
+
+
+def to_verilog(component, name: str) -> str:
+    """The component as Verilog, module ``name``: every file bitmix writes or simulates.
+
+    Amaranth's ``verilog.convert`` (yosys ``write_verilog``) with one addition for Icarus.
+    yosys heads every ``always @*`` block with ``if (<dummy>) begin end`` on a register declared
+    ``reg <dummy> = 0;`` and relies on that initializer raising an event at time 0 so each block
+    runs once (Verilog-2005 semantics). In SystemVerilog a declaration initializer is set before
+    any process starts and raises no event (IEEE 1800-2017 6.8), and Icarus in ``-g2012`` mode
+    (cocotb's) follows it: a block whose inputs never change after time 0 never runs and its
+    outputs stay X (Amaranth's known Icarus incompatibility). After each such declaration this
+    adds, guarded by ``__ICARUS__`` (defined by Icarus only; yosys and Verilator never see it),
+    ``initial #0 <dummy> = 1'h1;``: one change of the dummy in the inactive region of time 0,
+    when every ``always @*`` already waits on it, which runs every block once, as
+    ``always_comb`` would. Logic, synthesis and Verilator are unaffected. (``write_verilog -sv``,
+    ``always_comb``, is not an option: Icarus 11 then puts whole vectors in the sensitivity of
+    blocks that write part of them and loops at time 0.)
+    """
+    text = verilog.convert(component, name=name, emit_src=False)
+    return _ALWAYS_DUMMY.sub(lambda m: (f"{m.group(0)}\n`ifdef __ICARUS__\n{m.group(1)}initial #0 {m.group(2)} = 1'h1;"
+                                        f"\n`endif"), text)
+
+
 #: Verilog module name of each :func:`gen.designs.engine_design` component (default ``bitmix_<name>``)
 FILE_NAMES = {"decoder": "bitmix_term_decoder"}
 
 
 def components(cfg: EngineConfig) -> dict:
-    """Name -> freshly built component, the top first: the engine, the components the area report
-    prices (:func:`gen.designs.engine_design`, one definition of how each is built) and the fp32
-    conversion and adder inside the rescale unit."""
+    """Name -> freshly built component, the top first: the engine (wrapped as AXI4-Stream with
+    ``interface = "axis"``), the components the area report prices (:func:`gen.designs.engine_design`,
+    one definition of how each is built) and the fp32 conversion and adder inside the rescale unit."""
     from rtl.engine import Engine
     from rtl.fp32 import Fp32Adder, ScaledIntToFp32
 
     from .designs import engine_design
 
-    out = {TOP: Engine(cfg)}
+    top = Engine(cfg)
+    if cfg.interface == "axis":
+        from rtl.axis import AxisWrapper
+        top = AxisWrapper(top)
+    out = {TOP: top}
     for name, build in engine_design(cfg, TOP, "").components.items():
         out[FILE_NAMES.get(name, f"bitmix_{name}")] = build()
     out["bitmix_fp32_convert"] = ScaledIntToFp32(cfg.psum_width + 12, 10)
@@ -113,7 +145,7 @@ def emit(cfg: EngineConfig, out_dir: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     comps = components(cfg)
     for name, c in comps.items():
-        (out / f"{name}.v").write_text(verilog.convert(c, name=name, emit_src=False))
+        (out / f"{name}.v").write_text(to_verilog(c, name))
     man = manifest(cfg, comps)
     (out / "manifest.json").write_text(json.dumps(man, indent=2) + "\n")
     text = summary(cfg, man, time.perf_counter() - t0, out)

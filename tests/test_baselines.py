@@ -304,14 +304,11 @@ def test_int8_constructor_checks():
 # =========================================================================== cocotb
 @functools.lru_cache(maxsize=None)
 def _verilog(kind: str, cfg, sim: str) -> str:
-    from amaranth.back import verilog
-
+    from gen.elaborate import to_verilog
     from rtl.baselines import Fp16Int8Engine, Fp16MacEngine
-    from verif.comb_kick import kick
 
     top = {"fp16": Fp16MacEngine, "int8": Fp16Int8Engine}[kind](cfg)
-    v = verilog.convert(top, name="bitmix_engine", emit_src=False)
-    return kick(v) if sim == "icarus" else v
+    return to_verilog(top, "bitmix_engine")
 
 
 def _cases(kind, cfg, K, O, seed, specials=True):

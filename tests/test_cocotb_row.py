@@ -2,10 +2,10 @@
 import pytest
 
 from gen.config import load
+from gen.elaborate import to_verilog
 from rtl.engine import sum_bits
 from rtl.pe import BitSerialPE
 from rtl.rescale import RescaleUnit
-from verif.comb_kick import kick
 from verif.row_vectors import pe_groups, rescale_outputs
 from verif.runner import run_cocotb
 
@@ -13,9 +13,7 @@ SIMS = ["icarus", "verilator"]
 
 
 def _verilog(component, name, sim):
-    from amaranth.back import verilog
-    v = verilog.convert(component, name=name, emit_src=False)
-    return kick(v) if sim == "icarus" else v
+    return to_verilog(component, name)     # one text for both simulators
 
 
 @pytest.mark.parametrize("sim", SIMS)

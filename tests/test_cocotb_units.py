@@ -5,6 +5,8 @@ plain integers in the JSON file named by ``BITMIX_VECTORS`` (see verif/runner.py
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -76,6 +78,10 @@ def test_fp6_unpack_random_stalls(sim, sim_build_dir):
     s4 = b"".join(b.to_bytes(vec["n"] // 2, "little") for b in vec["seg4"])
     assert P.unpack_fp6_split(torch.tensor(list(s2), dtype=torch.uint8), torch.tensor(list(s4), dtype=torch.uint8),
                               len(flat)).tolist() == flat
+    report = sim_build_dir / "report.json"
     res = run_cocotb(Fp6SplitUnpacker(vec["n"]), "bitmix_fp6_unpacker", "test_fp6_unpack", sim=sim,
-                     build_dir=sim_build_dir, vectors=vec, expect_tests=1)
+                     build_dir=sim_build_dir, vectors=vec, expect_tests=1, extra_env={"BITMIX_REPORT": str(report)})
     assert res.passed_names == ["fp6_unpack_random_stalls"]
+    # every beat of every phase went through the monitor, none broke the stream rules
+    assert json.loads(report.read_text()) == [{"stream": "codes", "beats": len(vec["phases"]) * len(vec["codes"]),
+                                               "violations": 0, "errors": 0}]

@@ -7,9 +7,9 @@ Usage (from pytest or a plain script)::
                      build_dir="build/sim/decoder_icarus", vectors={"expected": [...]})
     res.tests, res.failed, res.results_xml, res.waves
 
-* The design is converted with ``amaranth.back.verilog.convert(design, name=toplevel)`` and
-  written to ``<build_dir>/<toplevel>.v`` (only rewritten when its text changes); a Verilog
-  string or one/several ``.v`` paths are accepted as well.
+* The design is converted with :func:`gen.elaborate.to_verilog` (the same text ``bitmix
+  verilog`` writes) and written to ``<build_dir>/<toplevel>.v`` (only rewritten when its text
+  changes); a Verilog string or one/several ``.v`` paths are accepted as well.
 * Test vectors: ``vectors`` (anything ``json.dump`` takes) is written to
   ``<build_dir>/vectors.json`` and its path handed to the simulator process in the
   environment variable ``vectors_env`` (default ``BITMIX_VECTORS``). The cocotb module reads
@@ -22,6 +22,11 @@ Usage (from pytest or a plain script)::
   Verilator: ``--trace-fst``/``--trace`` and ``--trace-file``). Verilator's FST writer needs
   ``lz4.h`` (Debian ``liblz4-dev``); without it a VCD is written instead, with a warning.
   ``CocotbResult.waves`` is the file actually written.
+* ``power_up_seed=N`` (Verilator only): power-up independence. The sources are copied with
+  every register initializer removed (:func:`strip_initializers`), built with
+  ``--x-assign unique --x-initial unique`` and run with ``+verilator+rand+reset+2
+  +verilator+seed+N``: every register and memory word starts from a seeded random value and
+  only the reset defines state.
 * Results come from the xUnit file ``<build_dir>/results.xml`` via
   :func:`cocotb_tools.check_results.get_results`, the same way inside and outside pytest:
   any failing (or missing) cocotb test raises :class:`AssertionError` naming the failing tests.
@@ -32,6 +37,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,9 +54,23 @@ SIMULATORS = ("icarus", "verilator")
 VERILATOR_BUILD_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
 TIMESCALE = ("1ns", "1ps")
 DEFAULT_VECTORS_ENV = "BITMIX_VECTORS"
+POWER_UP_BUILD_ARGS = ["--x-assign", "unique", "--x-initial", "unique"]
+
+# ``reg [7:0] x = 8'h00;`` (a declaration initializer: Amaranth's ``init``) and the
+# ``initial begin mem[0] = ...; ... end`` block yosys writes for a memory's initial contents
+_REG_INIT = re.compile(r"^(\s*reg\b[^=;]*?)\s*=\s*[^;]+;$", re.M)
+_MEM_INIT = re.compile(r"^\s*initial begin\n(?:\s*[\w\\$.]+\s*\[\d+\]\s*=\s*[^;]+;\n)*\s*end\n", re.M)
+
+
+def strip_initializers(verilog_text: str) -> tuple[str, int, int]:
+    """``(text, registers, memories)``: the Verilog with every register declaration initializer
+    and every memory ``initial`` block removed, and how many of each were removed."""
+    text, regs = _REG_INIT.subn(r"\1 ;", verilog_text)
+    text, mems = _MEM_INIT.subn("", text)
+    return text, regs, mems
 
 __all__ = ["run_cocotb", "CocotbResult", "load_vectors", "ensure_toolchain_env", "sim_dir",
-           "verilator_fst_supported",
+           "verilator_fst_supported", "strip_initializers", "POWER_UP_BUILD_ARGS",
            "VERIF_DIR", "SIM_ROOT", "SIMULATORS", "DEFAULT_VECTORS_ENV"]
 
 
@@ -162,9 +182,12 @@ def _sources(design, toplevel: str, build_dir: Path, ports=None) -> list[Path]:
     if isinstance(design, str):                      # Verilog text
         text = design
     else:                                            # an Amaranth Elaboratable / Component
-        from amaranth.back import verilog
-        kw = {"ports": ports} if ports is not None else {}
-        text = verilog.convert(design, name=toplevel, emit_src=False, **kw)
+        if ports is not None:
+            from amaranth.back import verilog
+            text = verilog.convert(design, name=toplevel, emit_src=False, ports=ports)
+        else:
+            from gen.elaborate import to_verilog
+            text = to_verilog(design, toplevel)
     path = build_dir / f"{toplevel}.v"
     _write_if_changed(path, text)
     return [path]
@@ -221,7 +244,7 @@ def run_cocotb(design, toplevel: str, test_module: str, sim: str = "icarus", bui
                waves: bool | str = False, testcase: str | list[str] | None = None, seed: int | None = None,
                module_dir: Path | str = VERIF_DIR, ports=None, build_args: list[str] = (),
                test_args: list[str] = (), plusargs: list[str] = (), expect_tests: int | None = None,
-               log_file: Path | str | None = None) -> CocotbResult:
+               log_file: Path | str | None = None, power_up_seed: int | None = None) -> CocotbResult:
     """Build ``design`` for ``sim`` and run the cocotb module ``test_module`` on it.
 
     Parameters
@@ -247,6 +270,9 @@ def run_cocotb(design, toplevel: str, test_module: str, sim: str = "icarus", bui
     testcase, seed : passed to ``Runner.test`` (``seed`` -> ``COCOTB_RANDOM_SEED``).
     expect_tests : int, optional
         Fail unless exactly this many cocotb tests ran (guards against a filter matching none).
+    power_up_seed : int, optional
+        Verilator only: registers and memories start from random values (seed ``N``), their
+        initializers stripped from the sources; see the module docstring.
 
     Returns a :class:`CocotbResult`; raises :class:`AssertionError` naming the failing
     cocotb tests (or when the simulation produced no results).
@@ -271,6 +297,22 @@ def run_cocotb(design, toplevel: str, test_module: str, sim: str = "icarus", bui
     build_dir = build_dir.resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     sources = _sources(design, toplevel, build_dir, ports)
+    b_args = list(build_args)
+    p_args = list(plusargs)
+    if power_up_seed is not None:
+        if sim != "verilator":
+            raise ValueError(f"power_up_seed needs sim='verilator', not {sim!r}")
+        stripped = []
+        for src in sources:
+            text, regs, mems = strip_initializers(src.read_text())
+            if regs + mems == 0:
+                raise AssertionError(f"{src}: no register initializer to strip (a power-up run would prove nothing)")
+            out = build_dir / f"{src.stem}.noinit.v"
+            _write_if_changed(out, text)
+            stripped.append(out)
+        sources = stripped
+        b_args = POWER_UP_BUILD_ARGS + b_args
+        p_args += ["+verilator+rand+reset+2", f"+verilator+seed+{int(power_up_seed)}"]
 
     env = {k: str(v) for k, v in (extra_env or {}).items()}
     if vectors is not None:
@@ -280,9 +322,7 @@ def run_cocotb(design, toplevel: str, test_module: str, sim: str = "icarus", bui
         env[vectors_env] = str(vpath)
 
     wave_file = build_dir / f"{toplevel}.{wave_fmt}" if wave_fmt else None
-    b_args = list(build_args)
     t_args = list(test_args)
-    p_args = list(plusargs)
     suffix_env = {}
     if sim == "verilator":
         b_args = VERILATOR_BUILD_ARGS + b_args

@@ -24,22 +24,20 @@ import json
 import time
 from pathlib import Path
 
-from amaranth.back import verilog
-
 from gen.config import EngineConfig, load
+from gen.elaborate import to_verilog
 from sw.report_files import write_report
 
-from .comb_kick import kick
 from .engine_vectors import case
 from .runner import run_cocotb
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def engine_verilog(cfg: EngineConfig, sim: str) -> str:
+def engine_verilog(cfg: EngineConfig, sim: str | None = None) -> str:
+    """The engine's Verilog, the same text for every simulator (``sim`` is accepted and unused)."""
     from rtl.engine import Engine
-    v = verilog.convert(Engine(cfg), name="bitmix_engine", emit_src=False)
-    return kick(v) if sim == "icarus" else v
+    return to_verilog(Engine(cfg), "bitmix_engine")
 
 
 def gemv_cases(cfg: EngineConfig, K: int, O: int, seed: int = 0, formats=None, kinds=("random", "corners")):
@@ -52,14 +50,18 @@ def gemv_cases(cfg: EngineConfig, K: int, O: int, seed: int = 0, formats=None, k
 
 
 def run_engine(cfg: EngineConfig, cases: list, sim: str, build_dir: Path, *, p_valid=1.0, p_ready=1.0,
-               reset_case=False, waves=False, seed=1, verilog_text: str | None = None) -> list[dict]:
+               reset_case=False, waves=False, seed=1, verilog_text: str | None = None,
+               power_up_seed: int | None = None) -> list[dict]:
+    """Run the engine testbench; per case: cycles, ideal, mismatches, monitored ``res`` beats and
+    protocol violations. ``power_up_seed`` (Verilator): random power-up state, see verif/runner.py."""
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     report_path = build_dir / "report.json"
     vec = {"cases": cases, "p_valid": p_valid, "p_ready": p_ready, "seed": seed, "rows": cfg.rows,
            "reset_case": reset_case}
     run_cocotb(verilog_text or engine_verilog(cfg, sim), "bitmix_engine", "test_engine", sim=sim,
-               build_dir=build_dir, vectors=vec, waves=waves, extra_env={"BITMIX_REPORT": str(report_path)})
+               build_dir=build_dir, vectors=vec, waves=waves, extra_env={"BITMIX_REPORT": str(report_path)},
+               power_up_seed=power_up_seed)
     return json.loads(report_path.read_text())
 
 
@@ -120,11 +122,14 @@ def suite(cfg: EngineConfig, sims, root: Path, quick: bool = False, waves: bool 
 def markdown(cfg: EngineConfig, results: dict) -> str:
     lines = [f"Engine '{cfg.name}': {cfg.rows} rows x {cfg.lanes} lanes, G={cfg.group_size}.", ""]
     for sim, res in results.items():
-        lines += [f"### {sim}", "", "| run | case | cycles | ideal | mismatches |", "|---|---|---|---|---|"]
+        lines += [f"### {sim}", "",
+                  "| run | case | cycles | ideal | mismatches | res beats monitored | protocol violations |",
+                  "|---|---|---|---|---|---|---|"]
         for run in ("gemv", "int8", "throughput"):
             for r in res[run]:
                 eff = f" ({r['ideal'] / r['cycles']:.1%})" if run == "throughput" else ""
-                lines.append(f"| {run} | {r['name']} | {r['cycles']}{eff} | {r['ideal']} | {r['mismatches']} |")
+                lines.append(f"| {run} | {r['name']} | {r['cycles']}{eff} | {r['ideal']} | {r['mismatches']} "
+                             f"| {r['beats']} | {r['violations']} |")
         lines.append("")
         lines += [f"**FAILED** {f}" for f in res.get("failed", [])]
     return "\n".join(lines)

@@ -1,10 +1,14 @@
-"""cocotb testbench of the whole engine: drivers with random stalls, a monitor, a scoreboard.
+"""cocotb testbench of the whole engine: stream sources with random valid gaps, a random-ready
+sink and a monitor on ``res`` (:mod:`verif.streams`), bit for bit against the golden model.
 
 Vectors come from ``verif/engine_vectors.py`` (the golden model) through the JSON file named
 by ``BITMIX_VECTORS``: ``{"cases": [case, ...], "p_valid": float, "p_ready": float,
-"seed": int, "reset_case": bool}``. Each case is run back to back on the same DUT; the
-scoreboard compares every result beat bit for bit and the cycle count is written to the
-JSON file named by ``BITMIX_REPORT``.
+"seed": int, "rows": int, "reset_case": bool}``; a case names its beats per stream in
+``case["beats"]`` (every key but ``res`` is an input stream of the DUT, driven as given) and
+the rows holding results per ``res`` beat in ``case["valid_rows"]``. Each case is run back to
+back on the same DUT under one ``res`` monitor (stream rules, lost, duplicated or extra beats;
+result bits of unused rows are not compared). Per case the cycle count, mismatches, monitored
+``res`` beats and protocol violations are written to the JSON file named by ``BITMIX_REPORT``.
 """
 from __future__ import annotations
 
@@ -14,62 +18,24 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, RisingEdge
 
 from verif.runner import load_vectors
+from verif.streams import StreamMonitor, StreamSink, StreamSource
 
-STREAMS_IN = ("cmd", "act", "wgt", "meta")
-
-
-async def drive(dut, name: str, beats: list[int], p_valid: float, rng: random.Random, state: dict):
-    valid = getattr(dut, f"{name}__valid")
-    payload = getattr(dut, f"{name}__payload")
-    ready = getattr(dut, f"{name}__ready")
-    i = 0
-    holding = False
-    while i < len(beats):
-        await RisingEdge(dut.clk)
-        if state.get("stop"):
-            valid.value = 0
-            return
-        if holding or rng.random() < p_valid:
-            valid.value = 1
-            payload.value = beats[i]
-            holding = True          # stream rule: once valid, hold until accepted
-        else:
-            valid.value = 0
-        await ReadOnly()
-        if not ready.value.is_resolvable:
-            raise AssertionError(f"{name}__ready is {ready.value} at cycle {state.get('cycle')}")
-        if holding and int(ready.value) == 1:
-            i += 1
-            holding = False
-    await RisingEdge(dut.clk)
-    valid.value = 0
+RES_LANE_BITS = 32
 
 
-async def monitor(dut, expected: list[int], p_ready: float, rng: random.Random, got: list, state: dict):
-    while len(got) < len(expected):
-        await RisingEdge(dut.clk)
-        if state.get("stop"):
-            return
-        dut.res__ready.value = 1 if rng.random() < p_ready else 0
-        await ReadOnly()
-        if int(dut.res__valid.value) and int(dut.res__ready.value):
-            got.append(int(dut.res__payload.value))
-            state["last_cycle"] = state["cycle"]
-    await RisingEdge(dut.clk)
-    dut.res__ready.value = 0
+def input_streams(case) -> list[str]:
+    return [n for n in case["beats"] if n != "res"]
 
 
-async def count_cycles(dut, state):
-    while not state.get("stop"):
-        await RisingEdge(dut.clk)
-        state["cycle"] += 1
+def res_masks(case) -> list[int]:
+    return [(1 << (RES_LANE_BITS * v)) - 1 for v in case["valid_rows"]]
 
 
-async def reset(dut, cycles: int = 2):
-    for name in STREAMS_IN:
+async def reset(dut, names, cycles: int = 2):
+    for name in names:
         getattr(dut, f"{name}__valid").value = 0
     dut.res__ready.value = 0
     dut.rst.value = 1
@@ -77,63 +43,67 @@ async def reset(dut, cycles: int = 2):
     dut.rst.value = 0
 
 
-def _compare(case, got, rows, lanes_out=32):
-    errors = []
-    for t, (g, e) in enumerate(zip(got, case["beats"]["res"])):
-        for r in range(case["valid_rows"][t]):
-            gv = (g >> (lanes_out * r)) & 0xFFFFFFFF
-            ev = (e >> (lanes_out * r)) & 0xFFFFFFFF
-            if gv != ev:
-                errors.append(f"{case['name']}: output {t * rows + r}: got 0x{gv:08x}, expected 0x{ev:08x}")
-    return errors
-
-
-async def run_case(dut, case, p_valid, p_ready, rng, rows):
-    state = {"cycle": 0}
-    got: list[int] = []
-    counter = cocotb.start_soon(count_cycles(dut, state))
-    drivers = [cocotb.start_soon(drive(dut, n, case["beats"][n], p_valid, rng, state)) for n in STREAMS_IN]
-    mon = cocotb.start_soon(monitor(dut, case["beats"]["res"], p_ready, rng, got, state))
+async def run_case(dut, case, mon: StreamMonitor, p_valid, p_ready, rng):
+    """Stream one case; returns (errors, cycles to its last result, res beats seen)."""
+    first_beat, first_err, first_viol = mon.beats, len(mon.errors), mon.violations
+    start = mon.cycle
+    mon.expect(case["beats"]["res"], res_masks(case))
+    srcs = [StreamSource(dut, n, clk=dut.clk, rng=rng, p_valid=p_valid) for n in input_streams(case)]
+    tasks = [cocotb.start_soon(s.send(case["beats"][s.name])) for s in srcs]
+    sink = StreamSink(dut, "res", clk=dut.clk, rng=rng, p_ready=p_ready).start()
     budget = 20 * case["ideal_cycles"] / max(0.05, min(p_valid, p_ready)) + 2000
-    while len(got) < len(case["beats"]["res"]) and state["cycle"] < budget:
+    while not mon.done() and mon.cycle - start < budget:
         await RisingEdge(dut.clk)
-    state["stop"] = True
+    for s in srcs:
+        s.stop()
     await RisingEdge(dut.clk)
-    for d in drivers + [mon, counter]:
-        d.cancel()
-    if len(got) < len(case["beats"]["res"]):
-        return [f"{case['name']}: timeout after {state['cycle']} cycles with {len(got)} of "
-                f"{len(case['beats']['res'])} results"], state["cycle"]
-    return _compare(case, got, rows), state.get("last_cycle", state["cycle"]) + 1
+    for t in tasks:
+        t.cancel()
+    sink.stop()
+    seen = mon.beats - first_beat
+    errors = [f"{case['name']}: {e}" for e in mon.errors[first_err:]]
+    if not mon.done():
+        errors.append(f"{case['name']}: timeout after {mon.cycle - start} cycles with {seen} of "
+                      f"{len(case['beats']['res'])} results")
+        return errors, mon.cycle - start, seen, mon.violations - first_viol
+    return errors, mon.accept_cycles[-1] - start + 1, seen, mon.violations - first_viol
 
 
 @cocotb.test()
 async def engine_gemv(dut):
-    """Every case back to back, optionally with a reset in the middle of a case."""
+    """Every case back to back, optionally after a reset in the middle of a first case."""
     vec = load_vectors()
     rng = random.Random(vec.get("seed", 1))
     Clock(dut.clk, 10, unit="ns").start()
-    await reset(dut)
-    report = []
-    errors: list[str] = []
-    rows = vec["rows"]
+    names = input_streams(vec["cases"][0])
+    await reset(dut, names)
     if vec.get("reset_case"):
-        # start a case, reset in mid-stream, then check that a full case afterwards is exact
+        # start a case, reset in mid-stream, then check that the cases afterwards are exact
         first = vec["cases"][0]
-        state = {"cycle": 0, "stop": False}
-        tasks = [cocotb.start_soon(drive(dut, n, first["beats"][n], vec["p_valid"], rng, state)) for n in STREAMS_IN]
+        srcs = [StreamSource(dut, n, clk=dut.clk, rng=rng, p_valid=vec["p_valid"]) for n in names]
+        tasks = [cocotb.start_soon(s.send(first["beats"][s.name])) for s in srcs]
         await ClockCycles(dut.clk, max(5, first["ideal_cycles"] // 3))
-        state["stop"] = True
+        for s in srcs:
+            s.stop()
         await RisingEdge(dut.clk)
         for t in tasks:
             t.cancel()
-        await reset(dut, 3)
+        await reset(dut, names, 3)
+    mon = StreamMonitor(dut, "res", clk=dut.clk).start()
+    report = []
+    errors: list[str] = []
     for case in vec["cases"]:
-        errs, cycles = await run_case(dut, case, vec["p_valid"], vec["p_ready"], rng, rows)
+        errs, cycles, beats, viol = await run_case(dut, case, mon, vec["p_valid"], vec["p_ready"], rng)
         errors += errs
         report.append({"name": case["name"], "cycles": cycles, "ideal": case["ideal_cycles"],
-                       "mismatches": len(errs)})
-        dut._log.info(f"{case['name']}: {cycles} cycles (ideal {case['ideal_cycles']}), {len(errs)} mismatches")
+                       "mismatches": len(errs), "beats": beats, "violations": viol})
+        dut._log.info(f"{case['name']}: {cycles} cycles (ideal {case['ideal_cycles']}), {len(errs)} mismatches, "
+                      f"{beats} res beats monitored, {viol} protocol violations")
+    # idle with ready high: no further result may appear
+    dut.res__ready.value = 1
+    await ClockCycles(dut.clk, 8)
+    before = len(mon.errors)
+    errors += mon.finish()[before:]
     if os.environ.get("BITMIX_REPORT"):
         with open(os.environ["BITMIX_REPORT"], "w") as f:
             json.dump(report, f, indent=1)

@@ -7,12 +7,16 @@ Vectors (JSON file named by ``BITMIX_VECTORS``, made in the pytest process with
      "codes": [[code, ...] per beat], "phases": [{"p_valid2", "p_valid4", "p_ready"}, ...],
      "seed": int}
 
-Every phase streams all beats; the monitor rebuilds the codes of each output beat and compares
-them with the original codes, and checks the stream rules on the output (once valid, payload
-and valid hold until ready). A phase with all probabilities 1 must reach one beat per cycle.
+Every phase streams all beats through :mod:`verif.streams` sources and a random-ready sink;
+one monitor on ``codes`` checks the stream rules and every output beat (the codes packed 6
+bits each) in order against the original codes, across all phases. A phase with all
+probabilities 1 must reach one beat per cycle. The monitored beat count and the violation
+count go to the JSON file named by ``BITMIX_REPORT`` when set.
 """
 from __future__ import annotations
 
+import json
+import os
 import random
 
 import cocotb
@@ -20,63 +24,12 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from verif.runner import load_vectors
-
-
-async def drive(dut, name: str, beats: list[int], p_valid: float, rng: random.Random):
-    valid = getattr(dut, f"{name}__valid")
-    payload = getattr(dut, f"{name}__payload")
-    ready = getattr(dut, f"{name}__ready")
-    i, holding = 0, False
-    while i < len(beats):
-        await RisingEdge(dut.clk)
-        if holding or rng.random() < p_valid:
-            valid.value = 1
-            payload.value = beats[i]
-            holding = True                      # once valid, hold until accepted
-        else:
-            valid.value = 0
-            payload.value = rng.getrandbits(len(payload))   # garbage while invalid
-        await ReadOnly()
-        if holding and int(ready.value):
-            i += 1
-            holding = False
-    await RisingEdge(dut.clk)
-    valid.value = 0
-
-
-async def monitor(dut, n: int, count: int, p_ready: float, rng: random.Random, got: list, errors: list,
-                  cycles: dict):
-    last = None                                  # (payload) of a valid beat not yet accepted
-    cycle = 0
-    while len(got) < count:
-        await RisingEdge(dut.clk)
-        cycle += 1
-        dut.codes__ready.value = 1 if rng.random() < p_ready else 0
-        await ReadOnly()
-        v = int(dut.codes__valid.value)
-        if last is not None:
-            if not v:
-                errors.append(f"beat {len(got)}: codes.valid dropped before the beat was accepted")
-            elif int(dut.codes__payload.value) != last:
-                errors.append(f"beat {len(got)}: codes.payload changed while waiting for ready")
-        if v:
-            p = int(dut.codes__payload.value)
-            if int(dut.codes__ready.value):
-                got.append([(p >> (6 * i)) & 0x3F for i in range(n)])
-                last = None
-                if len(got) == 1:
-                    cycles["first"] = cycle
-                cycles["last"] = cycle
-            else:
-                last = p
-    await RisingEdge(dut.clk)
-    dut.codes__ready.value = 0
+from verif.streams import StreamMonitor, StreamSink, StreamSource
 
 
 @cocotb.test()
 async def fp6_unpack_random_stalls(dut):
     vec = load_vectors()
-    n = vec["n"]
     rng = random.Random(vec["seed"])
     Clock(dut.clk, 10, unit="ns").start()
     dut.seg2__valid.value = 0
@@ -87,40 +40,40 @@ async def fp6_unpack_random_stalls(dut):
     dut.rst.value = 0
     await ReadOnly()
     assert int(dut.codes__valid.value) == 0, "codes.valid must be low after reset"
+    packed = [sum(c << (6 * i) for i, c in enumerate(beat)) for beat in vec["codes"]]
+    mon = StreamMonitor(dut, "codes", clk=dut.clk).start()
     errors: list[str] = []
     for ph, phase in enumerate(vec["phases"]):
-        got: list = []
-        cycles: dict = {}
-        tasks = [
-            cocotb.start_soon(drive(dut, "seg2", vec["seg2"], phase["p_valid2"], rng)),
-            cocotb.start_soon(drive(dut, "seg4", vec["seg4"], phase["p_valid4"], rng)),
-        ]
-        mon = cocotb.start_soon(monitor(dut, n, len(vec["codes"]), phase["p_ready"], rng, got, errors, cycles))
-        budget = 50 * len(vec["codes"]) + 100
+        first = mon.beats
+        mon.expect(packed)
+        srcs = [StreamSource(dut, "seg2", clk=dut.clk, rng=rng, p_valid=phase["p_valid2"]),
+                StreamSource(dut, "seg4", clk=dut.clk, rng=rng, p_valid=phase["p_valid4"])]
+        tasks = [cocotb.start_soon(s.send(b)) for s, b in zip(srcs, (vec["seg2"], vec["seg4"]))]
+        sink = StreamSink(dut, "codes", clk=dut.clk, rng=rng, p_ready=phase["p_ready"]).start()
+        budget = 50 * len(packed) + 100
         waited = 0
         while not mon.done() and waited < budget:
             await RisingEdge(dut.clk)
             waited += 1
-        for t in tasks + [mon]:
+        for t in tasks:
             t.cancel()
-        if len(got) != len(vec["codes"]):
-            errors.append(f"phase {ph}: timeout with {len(got)} of {len(vec['codes'])} beats")
-        for b, (g, e) in enumerate(zip(got, vec["codes"])):
-            if g != e:
-                errors.append(f"phase {ph} beat {b}: got {g}, expected {e}")
-        span = cycles.get("last", 0) - cycles.get("first", 0) + 1
-        dut._log.info(f"phase {ph} {phase}: {len(got)} beats, {span} cycles from first to last output")
-        if min(phase.values()) >= 1.0 and len(got) == len(vec["codes"]) and span != len(got):
-            errors.append(f"phase {ph}: full throughput expected ({len(got)} beats in {len(got)} cycles), "
-                          f"took {span} cycles")
-        # drain: inputs idle, output ready, until the stage is empty
-        dut.seg2__valid.value = 0
-        dut.seg4__valid.value = 0
-        dut.codes__ready.value = 1
-        await ClockCycles(dut.clk, 2)
-        await ReadOnly()
-        if int(dut.codes__valid.value):
-            errors.append(f"phase {ph}: an extra output beat appeared")
-        await RisingEdge(dut.clk)
-        dut.codes__ready.value = 0
+        if not mon.done():
+            errors.append(f"phase {ph}: timeout with {mon.beats - first} of {len(packed)} beats")
+        got = mon.beats - first
+        span = mon.accept_cycles[-1] - mon.accept_cycles[first] + 1 if got else 0
+        dut._log.info(f"phase {ph} {phase}: {got} beats, {span} cycles from first to last output")
+        if min(phase.values()) >= 1.0 and got == len(packed) and span != got:
+            errors.append(f"phase {ph}: full throughput expected ({got} beats in {got} cycles), took {span} cycles")
+        # drain: inputs idle, output ready; an extra output beat is an error of the monitor
+        for s in srcs:
+            s.idle()
+        sink.stop(ready=1)
+        await ClockCycles(dut.clk, 3)
+        sink.stop(ready=0)
+    await RisingEdge(dut.clk)
+    errors += mon.finish()
+    dut._log.info(f"codes: {mon.beats} beats monitored, {mon.violations} protocol violations")
+    if os.environ.get("BITMIX_REPORT"):
+        with open(os.environ["BITMIX_REPORT"], "w") as f:
+            json.dump([mon.summary()], f)
     assert not errors, f"{len(errors)} errors; first: " + "; ".join(errors[:8])

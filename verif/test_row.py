@@ -5,11 +5,14 @@ for a BitSerialPE toplevel, or ``{"rescale": [case, ...], "rows": R, ...}`` for 
 """
 from __future__ import annotations
 
+import random
+
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
 from verif.runner import load_vectors
+from verif.streams import StreamMonitor, StreamSource
 
 
 async def _reset(dut):
@@ -60,49 +63,37 @@ def _pack(values, bits: int) -> int:
 
 @cocotb.test()
 async def rescale_outputs(dut):
-    """Every case: its group batches through start/ready, back to back; all R fp32 results at done."""
+    """Every case: its group batches as a stream (``start``/``ready``, random gaps, the captured
+    fields scrambled while idle), back to back; a monitor on ``done``/``result`` checks the R
+    fp32 results of every case, in order, and that no extra result appears."""
     vec = load_vectors()
     if "rescale" not in vec:
         return
     rows, psum_bits, zpc_bits = vec["rows"], vec["psum_bits"], vec["zpc_bits"]
     await _reset(dut)
     dut.start.value = 0
-    errors = []
-    for out in vec["rescale"]:
+    rng = random.Random(vec.get("seed", 5))
+    fields = ("psum", "sum_a", "zpc", "scale", "ea", "unit", "last")
+    mon = StreamMonitor(dut, "result", clk=dut.clk, valid=dut.done, ready=None, payload=dut.result).start()
+    for i, out in enumerate(vec["rescale"]):
         dut.scale_fmt.value = out["scale_fmt"]
-        result = None
-        for gi, g in enumerate(out["groups"]):
-            while True:
-                await ReadOnly()
-                ready = int(dut.ready.value)
-                await FallingEdge(dut.clk)
-                if ready:
-                    break
-            dut.psum.value = _pack(g["psum"], psum_bits)
-            dut.sum_a.value = g["sum_a"]
-            dut.zpc.value = _pack(g["zpc"], zpc_bits)
-            dut.scale.value = _pack(g["scale"], 16)
-            dut.ea.value = g["ea"]
-            dut.unit.value = g["unit"]
-            dut.last.value = 1 if gi == len(out["groups"]) - 1 else 0
-            dut.start.value = 1
-            await RisingEdge(dut.clk)
-            await FallingEdge(dut.clk)
-            dut.start.value = 0
-            # psum, sum_a, ea, unit are captured: scramble them (scale and zpc must stay)
-            dut.psum.value = 0
-            dut.sum_a.value = 0
+        mon.expect([sum(x << (32 * r) for r, x in enumerate(out["result"]))])
+        src = StreamSource(dut, "rescale", clk=dut.clk, rng=rng, p_valid=1.0 if i % 2 == 0 else 0.5,
+                           valid=dut.start, ready=dut.ready, payload={f: getattr(dut, f) for f in fields},
+                           garbage=("psum", "sum_a"), offer_when_ready=True)
+        beats = [{"psum": _pack(g["psum"], psum_bits), "sum_a": g["sum_a"] & ((1 << len(dut.sum_a)) - 1),
+                  "zpc": _pack(g["zpc"], zpc_bits), "scale": _pack(g["scale"], 16), "ea": g["ea"],
+                  "unit": g["unit"], "last": int(gi == len(out["groups"]) - 1)}
+                 for gi, g in enumerate(out["groups"])]
+        await src.send(beats)
         for _ in range(rows + 64):
-            await ReadOnly()
-            if int(dut.done.value):
-                word = int(dut.result.value)
-                result = [(word >> (32 * r)) & 0xFFFFFFFF for r in range(rows)]
+            if mon.done():
                 break
-            await FallingEdge(dut.clk)
-        await FallingEdge(dut.clk)
-        if result != out["result"]:
-            got = None if result is None else [hex(x) for x in result]
-            errors.append(f"{out['name']} (corner on row {out['hot_row']}): results {got}, "
-                          f"expected {[hex(x) for x in out['result']]}")
-    dut._log.info(f"{len(vec['rescale'])} cases x {rows} rows, {len(errors)} mismatches")
+            await RisingEdge(dut.clk)
+        if not mon.done():
+            break
+    await ClockCycles(dut.clk, rows + 8)
+    errors = mon.finish()
+    dut._log.info(f"{len(vec['rescale'])} cases x {rows} rows: {mon.beats} results monitored, "
+                  f"{mon.violations} protocol violations, {len(errors)} errors")
     assert not errors, f"{len(errors)} mismatches; first: " + "; ".join(errors[:6])
