@@ -173,10 +173,10 @@ def test_reset_mid_tile():
     run(port, tiles, seed=6, reset_at=(0, 4))
 
 
-def engine_cycles(port, fmt, tiles):
+def engine_cycles(port, fmt, tiles, hold=None):
     """Cycles until the last of ``tiles`` back-to-back tiles' beats is taken, with every word offered
-    as soon as the port can take it and an engine that holds each beat ``terms(fmt)`` cycles (ready
-    in the ``terms``-th cycle a beat is valid). Also checks every beat's payload."""
+    as soon as the port can take it and an engine that holds each beat ``hold`` cycles (default
+    ``terms(fmt)``; ready in the ``hold``-th cycle a beat is valid). Also checks every beat's payload."""
     top = Module()
     top.domains.sync = ClockDomain("sync")
     top.submodules.dut = port
@@ -184,7 +184,7 @@ def engine_cycles(port, fmt, tiles):
     sim.add_clock(1e-6, domain="sync")
     words = [w for _, ws, _ in tiles for w in ws]
     expected = [b for _, _, c in tiles for b in WS.wgt_beats(c, lanes=port.lanes, code_bits=port.code_bits)]
-    terms = T.terms(fmt)
+    terms = T.terms(fmt) if hold is None else hold
     out = {}
 
     async def tb(ctx):
@@ -223,6 +223,9 @@ def test_full_throughput(fmt):
     cycles, beats = engine_cycles(port, fmt, tiles)
     assert beats == 48
     assert cycles == 48 * T.terms(fmt) + (1 if WS.is_split(fmt) else 0)
+    # and one beat per cycle when the engine takes every beat at once
+    port = WeightPort(formats=ALL, rows=1, lanes=8, group_size=64)
+    assert engine_cycles(port, fmt, tiles, hold=1) == (48 + (1 if WS.is_split(fmt) else 0), 48)
 
 
 def test_schedules():
