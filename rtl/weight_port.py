@@ -113,6 +113,16 @@ def format_plan(fmt: str, lanes: int) -> FormatPlan:
     return FormatPlan(fmt, False, main.bits, main.order, phases, tb, T.terms(fmt))
 
 
+def _any(terms: list):
+    """The OR of ``terms`` (a 1-bit 0 for none)."""
+    if not terms:
+        return Const(0, 1)
+    out = terms[0]
+    for t in terms[1:]:
+        out = out | t
+    return out
+
+
 class WeightPort(wiring.Component):
     """Turns the packed weight stream into the engine's ``wgt`` beats, for the format on ``fmt``,
     reading each offered word in place.
@@ -233,6 +243,18 @@ class WeightPort(wiring.Component):
         def bits(pieces, r):
             return Cat(*((words[r] if src == "word" else flops[r])[lo:hi] for src, lo, hi in pieces))
 
+        # formats with the same schedule and bit mapping share one class: fmt -> class, then one
+        # mux per slot selected by (class, phase)
+        keys = [(p.split, p.main_bits, p.order) for p in self.plans]
+        classes = list(dict.fromkeys(keys))
+        cplans = [self.plans[keys.index(k)] for k in classes]
+        cls = Signal(range(max(2, len(classes))))
+        known = Signal()          # fmt names one of the formats (an index past them stalls both sides)
+        with m.Switch(self.fmt):
+            for i, k in enumerate(keys):
+                with m.Case(i):
+                    m.d.comb += [cls.eq(classes.index(k)), known.eq(1)]
+
         beat = Signal()           # this phase hands out a beat
         need = Signal()           # ... that reads the offered word
         take_load = Signal()      # the word is taken as soon as offered (no beat)
@@ -240,8 +262,9 @@ class WeightPort(wiring.Component):
         opt = Signal()            # ... if offered (the beat itself is all flops)
         nxt = Signal.like(ph)
         payload = Signal(R * L * B)
-        with m.Switch(self.fmt):
-            for i, p in enumerate(self.plans):
+        sel = [[Signal(name=f"sel{i}_{k}") for k in range(len(p.phases))] for i, p in enumerate(cplans)]
+        with m.Switch(cls):
+            for i, p in enumerate(cplans):
                 with m.Case(i):
                     with m.Switch(ph):
                         for k, s in enumerate(p.phases):
@@ -250,21 +273,28 @@ class WeightPort(wiring.Component):
                                              take_load.eq(s.take == "load"),
                                              take_beat.eq(s.take in ("beat", "opt")),
                                              opt.eq(s.take == "opt"), nxt.eq(s.next)]
-                                if s.main:
-                                    slots = []
-                                    for r in range(R):
-                                        main, crumb = bits(s.main, r), bits(s.crumb, r)
-                                        for l in range(L):
-                                            cb = self._slot_bits(p, l, main, crumb)
-                                            slots.append(Cat(*cb, Const(0, B - len(cb))))
-                                    m.d.comb += payload.eq(Cat(*slots))
+                                m.d.comb += sel[i][k].eq(1)
 
-        valid = beat & (~need | self.words.valid)
+        # the payload as an AND-OR: per output bit, the (class, phase) selects that drive it, each
+        # with its source bit (a bit no select drives is 0: slots wider than the format's codes)
+        drive = [[[] for _ in range(B)] for _ in range(R * L)]
+        for i, p in enumerate(cplans):
+            for k, s in enumerate(p.phases):
+                if not s.main:
+                    continue
+                for r in range(R):
+                    main, crumb = bits(s.main, r), bits(s.crumb, r)
+                    for l in range(L):
+                        for j, bit in enumerate(self._slot_bits(p, l, main, crumb)):
+                            drive[r * L + l][j].append(sel[i][k] & bit)
+        m.d.comb += payload.eq(Cat(*(Cat(*(_any(d) for d in slot)) for slot in drive)))
+
+        valid = known & beat & (~need | self.words.valid)
         take = valid & self.wgt.ready
         m.d.comb += [
             self.wgt.valid.eq(valid),
             self.wgt.payload.eq(payload),
-            self.words.ready.eq(take_load | (take_beat & self.wgt.ready)),
+            self.words.ready.eq(known & (take_load | (take_beat & self.wgt.ready))),
             self.idle.eq(ph == 0),
         ]
         got = self.words.valid & self.words.ready
@@ -279,8 +309,8 @@ class WeightPort(wiring.Component):
         # words kept in the flops (data flops without reset: a phase reads only bits saved before it)
         if flops:
             with m.If(got):
-                with m.Switch(self.fmt):
-                    for i, p in enumerate(self.plans):
+                with m.Switch(cls):
+                    for i, p in enumerate(cplans):
                         with m.Case(i):
                             with m.Switch(ph):
                                 for k, s in enumerate(p.phases):
