@@ -240,8 +240,8 @@ class WeightPort(wiring.Component):
             if self.flop_bits else []
         words = [self.words.payload[r * W:(r + 1) * W] for r in range(R)]
 
-        def bits(pieces, r):
-            return Cat(*((words[r] if src == "word" else flops[r])[lo:hi] for src, lo, hi in pieces))
+        def bits(pieces, r, off=0):
+            return Cat(*(words[r][lo:hi] if src == "word" else flops[r][off + lo:off + hi] for src, lo, hi in pieces))
 
         # formats with the same schedule and bit mapping share one class: fmt -> class, then one
         # mux per slot selected by (class, phase)
@@ -249,6 +249,9 @@ class WeightPort(wiring.Component):
         classes = list(dict.fromkeys(keys))
         cplans = [self.plans[keys.index(k)] for k in classes]
         cls = Signal(range(max(2, len(classes))))
+        # a format with fewer flop bits than the port uses the top of the flops: the 3-bit tail,
+        # the top 2L bits of a word, lands on the same flop bits as the top of an FP6 seg2 word
+        off = [self.flop_bits - p.flop_bits for p in cplans]
         known = Signal()          # fmt names one of the formats (an index past them stalls both sides)
         with m.Switch(self.fmt):
             for i, k in enumerate(keys):
@@ -283,7 +286,7 @@ class WeightPort(wiring.Component):
                 if not s.main:
                     continue
                 for r in range(R):
-                    main, crumb = bits(s.main, r), bits(s.crumb, r)
+                    main, crumb = bits(s.main, r, off[i]), bits(s.crumb, r, off[i])
                     for l in range(L):
                         for j, bit in enumerate(self._slot_bits(p, l, main, crumb)):
                             drive[r * L + l][j].append(sel[i][k] & bit)
@@ -317,6 +320,7 @@ class WeightPort(wiring.Component):
                                     if s.save is not None:
                                         with m.Case(k):
                                             f0, w0, w1 = s.save
+                                            f0 += off[i]
                                             for r in range(R):
                                                 m.d.sync += flops[r][f0:f0 + w1 - w0].eq(words[r][w0:w1])
         return m
