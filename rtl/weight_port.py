@@ -166,7 +166,10 @@ class WeightPort(wiring.Component):
     (a beat that straddles two words takes the previous word's tail, ``2L`` bits, from the flops),
     6-bit four beats per block of three words (``seg2`` word in ``8L`` flops, the ``seg4`` words in
     place). Flops per row: ``8L`` with a 6-bit format, else ``2L`` with a 3-bit format, else none;
-    shared by the formats, without reset (a phase reads only bits saved earlier in its period).
+    shared by the formats (the 3-bit tail in their top ``2L`` bits, where the top of a ``seg2``
+    word lands too), without reset (a phase reads only bits saved earlier in its period). Formats
+    with the same schedule and bit mapping share one class (``fmt`` decodes to it); each output bit
+    is an AND-OR of the (class, phase) selects that drive it.
     ``wgt.payload`` and ``wgt.valid`` are combinational from the offered word, the flops, the
     phase and ``fmt`` (no output register; they hold while ``valid & ~ready`` because the source
     holds its word); ``wgt.valid`` follows ``words.valid`` except in the FP6 phases without a word.
@@ -240,9 +243,6 @@ class WeightPort(wiring.Component):
             if self.flop_bits else []
         words = [self.words.payload[r * W:(r + 1) * W] for r in range(R)]
 
-        def bits(pieces, r, off=0):
-            return Cat(*(words[r][lo:hi] if src == "word" else flops[r][off + lo:off + hi] for src, lo, hi in pieces))
-
         # formats with the same schedule and bit mapping share one class: fmt -> class, then one
         # mux per slot selected by (class, phase)
         keys = [(p.split, p.main_bits, p.order) for p in self.plans]
@@ -278,19 +278,36 @@ class WeightPort(wiring.Component):
                                              opt.eq(s.take == "opt"), nxt.eq(s.next)]
                                 m.d.comb += sel[i][k].eq(1)
 
-        # the payload as an AND-OR: per output bit, the (class, phase) selects that drive it, each
-        # with its source bit (a bit no select drives is 0: slots wider than the format's codes)
-        drive = [[[] for _ in range(B)] for _ in range(R * L)]
+        # the payload as an AND-OR: per output bit, its distinct source bits, each ANDed with the
+        # OR of the (class, phase) selects that read it (a bit no select drives is 0: slots wider
+        # than the format's codes); the select ORs are shared by every bit with the same set
+        def keys(pieces, off):
+            return [(src, (off if src == "flops" else 0) + b) for src, lo, hi in pieces for b in range(lo, hi)]
+
+        drive = [[{} for _ in range(B)] for _ in range(L)]     # the same for every row
         for i, p in enumerate(cplans):
             for k, s in enumerate(p.phases):
-                if not s.main:
-                    continue
-                for r in range(R):
-                    main, crumb = bits(s.main, r, off[i]), bits(s.crumb, r, off[i])
+                if s.main:
+                    main, crumb = keys(s.main, off[i]), keys(s.crumb, off[i])
                     for l in range(L):
-                        for j, bit in enumerate(self._slot_bits(p, l, main, crumb)):
-                            drive[r * L + l][j].append(sel[i][k] & bit)
-        m.d.comb += payload.eq(Cat(*(Cat(*(_any(d) for d in slot)) for slot in drive)))
+                        for j, key in enumerate(self._slot_bits(p, l, main, crumb)):
+                            drive[l][j].setdefault(key, []).append((i, k))
+        ors = {}
+
+        def select(pairs):
+            if len(pairs) == 1:
+                return sel[pairs[0][0]][pairs[0][1]]
+            if tuple(pairs) not in ors:
+                ors[tuple(pairs)] = Signal(name=f"sel_or{len(ors)}")
+                m.d.comb += ors[tuple(pairs)].eq(_any([sel[i][k] for i, k in pairs]))
+            return ors[tuple(pairs)]
+
+        slots = []
+        for r in range(R):
+            for l in range(L):
+                slots.append(Cat(*(_any([select(pairs) & (words[r] if src == "word" else flops[r])[b]
+                                         for (src, b), pairs in drive[l][j].items()]) for j in range(B))))
+        m.d.comb += payload.eq(Cat(*slots))
 
         valid = known & beat & (~need | self.words.valid)
         take = valid & self.wgt.ready
