@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from amaranth import Cat, Const, Module, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -121,6 +121,28 @@ def _any(terms: list):
     for t in terms[1:]:
         out = out | t
     return out
+
+
+def _window_offsets(plan: FormatPlan, L: int, W: int) -> list[int]:
+    """Per phase of a plain format, the start of its beat in ``V = Cat(flops, word)`` (the format's
+    ``flop_bits`` first), in ``L``-bit chunks."""
+    out = []
+    for s in plan.phases:
+        lo = s.main[0][1] + (plan.flop_bits if s.main[0][0] == "word" else 0)
+        assert lo % L == 0
+        out.append(lo // L)
+    return out
+
+
+def _window(v, sh, width: int, chunk: int):
+    """``v[sh*chunk : sh*chunk + width]`` (zeros past ``v``), one 2:1 mux stage per bit of ``sh``."""
+    x = v
+    for b in reversed(range(len(sh))):
+        step = (1 << b) * chunk
+        w = width + ((1 << b) - 1) * chunk          # what the stages below still need
+        x = Cat(x, Const(0, max(0, step + w - len(x))))
+        x = Mux(sh[b], x[step:step + w], x[:w])
+    return x[:width]
 
 
 class WeightPort(wiring.Component):
@@ -285,13 +307,43 @@ class WeightPort(wiring.Component):
             return [(src, (off if src == "flops" else 0) + b) for src, lo, hi in pieces for b in range(lo, hi)]
 
         drive = [[{} for _ in range(B)] for _ in range(L)]     # the same for every row
+        rot = {}            # class -> (its any-phase select, shift per phase): a window of V, see below
         for i, p in enumerate(cplans):
+            if not p.split and len(p.phases) > 2:
+                rot[i] = _window_offsets(p, L, W)
+                main = [("rot", (i, b)) for b in range(L * p.main_bits)]
+                for l in range(L):
+                    for j, key in enumerate(self._slot_bits(p, l, main, ())):
+                        drive[l][j].setdefault(key, []).extend((i, k) for k in range(len(p.phases)))
+                continue
             for k, s in enumerate(p.phases):
                 if s.main:
                     main, crumb = keys(s.main, off[i]), keys(s.crumb, off[i])
                     for l in range(L):
                         for j, key in enumerate(self._slot_bits(p, l, main, crumb)):
                             drive[l][j].setdefault(key, []).append((i, k))
+        # a class with many phases (3-bit: 8) reads its beat as a window of V = Cat(its flop bits,
+        # the word) at a whole number of L-bit chunks, selected by a logarithmic shifter per row
+        shifts = {}
+        for i, offs in rot.items():
+            sh = Signal(range(max(2, max(offs) + 1)), name=f"shift{i}")
+            with m.Switch(ph):
+                for k, o in enumerate(offs):
+                    with m.Case(k):
+                        m.d.comb += sh.eq(o)
+            shifts[i] = sh
+        windows = {}
+        for r in range(R):
+            for i in rot:
+                p = cplans[i]
+                v = Cat(flops[r][off[i]:off[i] + p.flop_bits] if p.flop_bits else Const(0, 0), words[r])
+                windows[r, i] = _window(v, shifts[i], L * p.main_bits, L)
+
+        def src_bit(r, src, b):
+            if src == "rot":
+                return windows[r, b[0]][b[1]]
+            return (words[r] if src == "word" else flops[r])[b]
+
         ors = {}
 
         def select(pairs):
@@ -305,7 +357,7 @@ class WeightPort(wiring.Component):
         slots = []
         for r in range(R):
             for l in range(L):
-                slots.append(Cat(*(_any([select(pairs) & (words[r] if src == "word" else flops[r])[b]
+                slots.append(Cat(*(_any([select(pairs) & src_bit(r, src, b)
                                          for (src, b), pairs in drive[l][j].items()]) for j in range(B))))
         m.d.comb += payload.eq(Cat(*slots))
 
