@@ -35,14 +35,16 @@ class Phase:
     or ``("flops", lo, hi)``; ``main`` empty: no beat (the FP6 ``seg2`` load). ``needs_word``: the
     beat reads the offered word. ``take``: when the word is taken: ``"load"`` (as soon as offered,
     no beat), ``"beat"`` (with the beat), ``"opt"`` (with the beat if one is offered) or ``""``.
-    ``save``: ``(flop_lo, word_lo, word_hi)``, word bits kept in the flops when the word is taken.
+    ``save``: ``((flop_lo, src, lo, hi), ...)``, bits ``[lo, hi)`` of the word (``src = "word"``) or
+    of the flops (``"flops"``, their value before the take) written to the flops from ``flop_lo``
+    when the word is taken.
     ``next``: the phase after the beat (or the load); ``"opt"`` goes to ``next`` with a word and to
     0 without."""
     main: tuple
     crumb: tuple
     needs_word: bool
     take: str
-    save: tuple | None
+    save: tuple
     next: int
 
 
@@ -83,22 +85,25 @@ def _plain_phases(b: int, L: int, W: int) -> tuple[tuple, int]:
         last = j == n - 1 or ((j + 2) * beat - 1) // W != w1
         nxt_straddles = last and j < n - 1 and ((j + 1) * beat) // W == w1
         phases.append(Phase(main, (), True, "beat" if last else "",
-                            (0, W - tb, W) if nxt_straddles else None, (j + 1) % n))
+                            ((0, "word", W - tb, W),) if nxt_straddles else (), (j + 1) % n))
     return tuple(phases), tb
 
 
 def _split_phases(L: int, W: int) -> tuple:
     """FP6 4+2 split, ``W = 8L``: per block of ``4L`` weights the ``seg2`` word (4 beats of crumbs)
-    is loaded into the flops, the two ``seg4`` words (2 beats each) are read in place; the second
-    one's upper half goes to the flops (over the crumbs already used) with the block's third beat,
-    so the fourth beat is all flops and the next block's ``seg2`` word loads with it."""
+    is loaded into the flops, the two ``seg4`` words (2 beats each) are read in place. With the
+    block's third beat the second ``seg4`` word's upper half goes to the flops' upper half, where
+    it lies in the word (no mux), after the fourth beat's crumbs move down to the first beat's
+    (used) place; so the fourth beat is all flops and the next block's ``seg2`` word loads with it."""
     c, h = 2 * L, 4 * L
+    load = ((0, "word", 0, W),)
     return (
-        Phase((), (), True, "load", (0, 0, W), 1),
-        Phase((("word", 0, h),), (("flops", 0, c),), True, "", None, 2),
-        Phase((("word", h, W),), (("flops", c, 2 * c),), True, "beat", None, 3),
-        Phase((("word", 0, h),), (("flops", 2 * c, 3 * c),), True, "beat", (0, h, W), 4),
-        Phase((("flops", 0, h),), (("flops", 3 * c, 4 * c),), False, "opt", (0, 0, W), 1),
+        Phase((), (), True, "load", load, 1),
+        Phase((("word", 0, h),), (("flops", 0, c),), True, "", (), 2),
+        Phase((("word", h, W),), (("flops", c, 2 * c),), True, "beat", (), 3),
+        Phase((("word", 0, h),), (("flops", 2 * c, 3 * c),), True, "beat",
+              ((h, "word", h, W), (0, "flops", 3 * c, 4 * c)), 4),
+        Phase((("flops", h, W),), (("flops", 0, c),), False, "opt", load, 1),
     )
 
 
@@ -386,10 +391,11 @@ class WeightPort(wiring.Component):
                         with m.Case(i):
                             with m.Switch(ph):
                                 for k, s in enumerate(p.phases):
-                                    if s.save is not None:
+                                    if s.save:
                                         with m.Case(k):
-                                            f0, w0, w1 = s.save
-                                            f0 += off[i]
-                                            for r in range(R):
-                                                m.d.sync += flops[r][f0:f0 + w1 - w0].eq(words[r][w0:w1])
+                                            for f0, src, lo, hi in s.save:
+                                                f0 += off[i]
+                                                for r in range(R):
+                                                    v = (words[r] if src == "word" else flops[r])[lo:hi]
+                                                    m.d.sync += flops[r][f0:f0 + hi - lo].eq(v)
         return m

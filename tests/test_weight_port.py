@@ -232,9 +232,9 @@ def test_schedules():
     """The phase tables: INT8 one phase; 4-bit a word per 2 beats; 3-bit 8 beats per 3 words with
     the 2L-bit tail; FP6 the seg2 load, two in-place seg4 words, the last beat from the flops."""
     L, W = 8, 64
-    assert format_plan("int8", L).phases == (Phase((("word", 0, 64),), (), True, "beat", None, 0),)
-    assert format_plan("int4", L).phases == (Phase((("word", 0, 32),), (), True, "", None, 1),
-                                             Phase((("word", 32, 64),), (), True, "beat", None, 0))
+    assert format_plan("int8", L).phases == (Phase((("word", 0, 64),), (), True, "beat", (), 0),)
+    assert format_plan("int4", L).phases == (Phase((("word", 0, 32),), (), True, "", (), 1),
+                                             Phase((("word", 32, 64),), (), True, "beat", (), 0))
     p3 = format_plan("int3", L)
     assert p3.flop_bits == 16 and p3.order == "msb_first"
     assert [s.main for s in p3.phases] == [
@@ -242,15 +242,16 @@ def test_schedules():
         (("word", 8, 32),), (("word", 32, 56),), (("flops", 8, 16), ("word", 0, 16)),
         (("word", 16, 40),), (("word", 40, 64),)]
     assert [s.take for s in p3.phases] == ["", "beat", "", "", "beat", "", "", "beat"]
-    assert [s.save for s in p3.phases] == [None, (0, 48, 64), None, None, (0, 48, 64), None, None, None]
+    tail = ((0, "word", 48, 64),)
+    assert [s.save for s in p3.phases] == [(), tail, (), (), tail, (), (), ()]
     p6 = format_plan("fp6_e2m3", L)
     assert p6.flop_bits == W and p6.split
     assert [(s.main, s.crumb, s.needs_word, s.take, s.save, s.next) for s in p6.phases] == [
-        ((), (), True, "load", (0, 0, 64), 1),
-        ((("word", 0, 32),), (("flops", 0, 16),), True, "", None, 2),
-        ((("word", 32, 64),), (("flops", 16, 32),), True, "beat", None, 3),
-        ((("word", 0, 32),), (("flops", 32, 48),), True, "beat", (0, 32, 64), 4),
-        ((("flops", 0, 32),), (("flops", 48, 64),), False, "opt", (0, 0, 64), 1)]
+        ((), (), True, "load", ((0, "word", 0, 64),), 1),
+        ((("word", 0, 32),), (("flops", 0, 16),), True, "", (), 2),
+        ((("word", 32, 64),), (("flops", 16, 32),), True, "beat", (), 3),
+        ((("word", 0, 32),), (("flops", 32, 48),), True, "beat", ((32, "word", 32, 64), (0, "flops", 48, 64)), 4),
+        ((("flops", 32, 64),), (("flops", 0, 16),), False, "opt", ((0, "word", 0, 64),), 1)]
 
 
 @pytest.mark.parametrize("formats,flops,phases", [
