@@ -128,7 +128,7 @@ def _any(terms: list):
     return out
 
 
-def _window_offsets(plan: FormatPlan, L: int, W: int) -> list[int]:
+def _window_offsets(plan: FormatPlan, L: int) -> list[int]:
     """Per phase of a plain format, the start of its beat in ``V = Cat(flops, word)`` (the format's
     ``flop_bits`` first), in ``L``-bit chunks."""
     out = []
@@ -272,16 +272,16 @@ class WeightPort(wiring.Component):
 
         # formats with the same schedule and bit mapping share one class: fmt -> class, then one
         # mux per slot selected by (class, phase)
-        keys = [(p.split, p.main_bits, p.order) for p in self.plans]
-        classes = list(dict.fromkeys(keys))
-        cplans = [self.plans[keys.index(k)] for k in classes]
+        fmt_keys = [(p.split, p.main_bits, p.order) for p in self.plans]
+        classes = list(dict.fromkeys(fmt_keys))
+        cplans = [self.plans[fmt_keys.index(k)] for k in classes]
         cls = Signal(range(max(2, len(classes))))
         # a format with fewer flop bits than the port uses the top of the flops: the 3-bit tail,
         # the top 2L bits of a word, lands on the same flop bits as the top of an FP6 seg2 word
         off = [self.flop_bits - p.flop_bits for p in cplans]
         known = Signal()          # fmt names one of the formats (an index past them stalls both sides)
         with m.Switch(self.fmt):
-            for i, k in enumerate(keys):
+            for i, k in enumerate(fmt_keys):
                 with m.Case(i):
                     m.d.comb += [cls.eq(classes.index(k)), known.eq(1)]
 
@@ -308,14 +308,14 @@ class WeightPort(wiring.Component):
         # the payload as an AND-OR: per output bit, its distinct source bits, each ANDed with the
         # OR of the (class, phase) selects that read it (a bit no select drives is 0: slots wider
         # than the format's codes); the select ORs are shared by every bit with the same set
-        def keys(pieces, off):
-            return [(src, (off if src == "flops" else 0) + b) for src, lo, hi in pieces for b in range(lo, hi)]
+        def bit_keys(pieces, base):
+            return [(src, (base if src == "flops" else 0) + b) for src, lo, hi in pieces for b in range(lo, hi)]
 
         drive = [[{} for _ in range(B)] for _ in range(L)]     # the same for every row
-        rot = {}            # class -> (its any-phase select, shift per phase): a window of V, see below
+        rot = {}            # class -> its window offset per phase (a window of V, see below)
         for i, p in enumerate(cplans):
             if not p.split and len(p.phases) > 2:
-                rot[i] = _window_offsets(p, L, W)
+                rot[i] = _window_offsets(p, L)
                 main = [("rot", (i, b)) for b in range(L * p.main_bits)]
                 for l in range(L):
                     for j, key in enumerate(self._slot_bits(p, l, main, ())):
@@ -323,7 +323,7 @@ class WeightPort(wiring.Component):
                 continue
             for k, s in enumerate(p.phases):
                 if s.main:
-                    main, crumb = keys(s.main, off[i]), keys(s.crumb, off[i])
+                    main, crumb = bit_keys(s.main, off[i]), bit_keys(s.crumb, off[i])
                     for l in range(L):
                         for j, key in enumerate(self._slot_bits(p, l, main, crumb)):
                             drive[l][j].setdefault(key, []).append((i, k))

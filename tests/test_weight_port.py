@@ -21,7 +21,7 @@ from amaranth.sim import Simulator
 
 import sw
 from rtl.fp6_unpack import crumb_slice, nibble_slice
-from rtl.weight_port import Phase, WeightPort, format_plan, msb_first_bits
+from rtl.weight_port import Phase, WeightPort, _window_offsets, format_plan, msb_first_bits
 from sw import pack as P
 from sw import terms as T
 from sw import weight_stream as WS
@@ -242,6 +242,8 @@ def test_schedules():
         (("word", 8, 32),), (("word", 32, 56),), (("flops", 8, 16), ("word", 0, 16)),
         (("word", 16, 40),), (("word", 40, 64),)]
     assert [s.take for s in p3.phases] == ["", "beat", "", "", "beat", "", "", "beat"]
+    # the 3-bit beats as 3-chunk windows of Cat(tail, word) (2 + 8 chunks of L bits): (3 * phase + 2) % 8
+    assert _window_offsets(p3, L) == [2, 5, 0, 3, 6, 1, 4, 7]
     tail = ((0, "word", 48, 64),)
     assert [s.save for s in p3.phases] == [(), tail, (), (), tail, (), (), ()]
     p6 = format_plan("fp6_e2m3", L)
