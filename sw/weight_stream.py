@@ -16,7 +16,10 @@ So the stream carries exactly the format's element bits per weight (:func:`strea
 
 A tile starts on a word when ``G * b`` is a multiple of ``W`` for every stream of ``b``-bit
 elements (:func:`check_geometry`); the port also needs every beat of ``L`` elements to be whole
-bytes of each stream (``L * b`` a multiple of 8).
+bytes of each stream (``L * b`` a multiple of 8). ``G`` being a multiple of ``L`` too, a tile is
+then whole periods of ``lcm(W, L*b)`` bits, where word and beat boundaries meet (with the port's
+``W = 8L``, :func:`default_word_bits`: 3 words = 8 beats of a 3-bit format; an FP6 block of
+``4L`` weights = 3 words = 4 beats).
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import torch
 from . import pack as P
 from . import terms as T
 
-__all__ = ["Segment", "segments", "stream_bits_per_weight", "check_geometry", "tile_words",
+__all__ = ["Segment", "segments", "stream_bits_per_weight", "default_word_bits", "check_geometry", "tile_words",
            "words_to_codes", "wgt_beats", "beat_word"]
 
 #: element bits of the FP6 4+2 split streams (``sw.pack.pack_fp6_split``): crumbs, nibbles
@@ -58,6 +61,13 @@ def is_split(fmt: str) -> bool:
 def stream_bits_per_weight(fmt: str) -> int:
     """Bits per weight on the weight stream (codes only; scales travel on ``meta``)."""
     return sum(s.bits for s in segments(fmt))
+
+
+def default_word_bits(lanes: int) -> int:
+    """``W = 8 * L`` bits per row and word: one INT8 beat, two 4-bit beats, 8/3 3-bit beats, and
+    per FP6 block of ``4L`` weights one ``seg2`` word and two ``seg4`` words (``rtl.weight_port``
+    reads them in place)."""
+    return 8 * lanes
 
 
 def _check_word_bits(word_bits) -> None:

@@ -21,7 +21,7 @@ from amaranth.sim import Simulator
 
 import sw
 from rtl.fp6_unpack import crumb_slice, nibble_slice
-from rtl.weight_port import WeightPort, buffer_bytes, format_plan, msb_first_bits
+from rtl.weight_port import Phase, WeightPort, _window_offsets, format_plan, msb_first_bits
 from sw import pack as P
 from sw import terms as T
 from sw import weight_stream as WS
@@ -129,26 +129,27 @@ def run(port, tiles, *, seed, p_in=0.7, p_out=0.6, reset_at=None, max_cycles=400
 
 # ---------------------------------------------------------------------------- simulations
 def test_every_format_random_stalls():
-    """The default engine's format set, R=2, L=8, G=32, default word (32 bits): two row tiles
+    """The default engine's format set, R=2, L=8, G=64, default word (64 bits): two row tiles
     (the second half padding) of every format in a shuffled order, formats switching per tile."""
-    port = WeightPort(formats=ALL, rows=2, lanes=8, group_size=32)
-    assert port.word_bits == 32 and (port.cap_bytes, port.crumb_bytes) == (12, 6)
+    port = WeightPort(formats=ALL, rows=2, lanes=8, group_size=64)
+    assert (port.word_bits, port.flop_bits, port.n_phases) == (64, 64, 8)
     tiles = []
     for i, f in enumerate(ALL):
-        tiles += tiles_for(f, R=2, L=8, G=32, O=3, K=64, W=32, seed=i)
+        tiles += tiles_for(f, R=2, L=8, G=64, O=3, K=128, W=64, seed=i)
     random.Random(1).shuffle(tiles)
     run(port, tiles, seed=2)
 
 
-@pytest.mark.parametrize("formats,R,L,G,W", [
-    (["int4", "int8", "fp6_e3m2", "int6"], 1, 4, 16, None),          # narrow lanes, FP6 with L=4
-    (["fp3", "bitmod3", "int4_asym"], 3, 16, 128, 128),               # wide words (3-bit beats straddle words)
-    (["fp6_e2m3", "bitmod4", "int8"], 2, 8, 64, 64),                  # W = 8L
-    (["int4", "int8", "fp6_e3m2"], 2, 16, 64, 32),                    # W = 2L: a beat needs 2..4 words
+@pytest.mark.parametrize("formats,R,L,G", [
+    (["int4", "int8", "fp6_e3m2", "int6"], 1, 4, 16),          # narrow lanes, FP6 with L=4
+    (["fp3", "bitmod3", "int4_asym"], 3, 16, 128),             # wide words, 3-bit beats straddle words
+    (["fp6_e2m3", "bitmod4", "int8"], 2, 8, 32),               # FP6 blocks of 32 weights: a group is one
+    (["int3", "int4"], 1, 24, 192),                            # L a multiple of 3: 3-bit beats on a word edge
 ])
-def test_geometries_random_stalls(formats, R, L, G, W):
-    port = WeightPort(formats=formats, rows=R, lanes=L, group_size=G, word_bits=W)
+def test_geometries_random_stalls(formats, R, L, G):
+    port = WeightPort(formats=formats, rows=R, lanes=L, group_size=G)
     W = port.word_bits
+    assert W == 8 * L
     tiles = []
     for i, f in enumerate(formats):
         tiles += tiles_for(f, R=R, L=L, G=G, O=R + 1, K=2 * G, W=W, seed=10 + i, k_split=True)
@@ -159,36 +160,115 @@ def test_geometries_random_stalls(formats, R, L, G, W):
 @pytest.mark.parametrize("p_in,p_out", [(1.0, 1.0), (1.0, 0.2), (0.2, 1.0)])
 def test_back_to_back_same_format(p_in, p_out):
     """Tiles of one format stream back to back, including full rate on both sides."""
-    port = WeightPort(formats=["int3", "fp6_e3m2", "int8"], rows=2, lanes=8, group_size=32)
+    port = WeightPort(formats=["int3", "fp6_e3m2", "int8", "int4"], rows=2, lanes=8, group_size=64)
     for i, f in enumerate(port.formats):
-        run(port, tiles_for(f, R=2, L=8, G=32, O=4, K=96, W=32, seed=20 + i, k_split=True), seed=5,
+        run(port, tiles_for(f, R=2, L=8, G=64, O=4, K=192, W=64, seed=20 + i, k_split=True), seed=5,
             p_in=p_in, p_out=p_out)
 
 
 def test_reset_mid_tile():
-    port = WeightPort(formats=["fp6_e2m3", "int3"], rows=2, lanes=8, group_size=32)
-    tiles = tiles_for("fp6_e2m3", R=2, L=8, G=32, O=2, K=64, W=32, seed=30) + \
-        tiles_for("int3", R=2, L=8, G=32, O=2, K=64, W=32, seed=31)
+    port = WeightPort(formats=["fp6_e2m3", "int3"], rows=2, lanes=8, group_size=64)
+    tiles = tiles_for("fp6_e2m3", R=2, L=8, G=64, O=2, K=128, W=64, seed=30) + \
+        tiles_for("int3", R=2, L=8, G=64, O=2, K=128, W=64, seed=31)
     run(port, tiles, seed=6, reset_at=(0, 4))
 
 
-@pytest.mark.parametrize("formats,L,W,expected", [
-    (["int4"], 8, 32, (4, 0)),                         # a word register
-    (["int8"], 8, 32, (12, 0)),                        # a beat of two words plus the next beat's first
-    (["fp6_e3m2"], 8, 32, (10, 6)),                    # nibbles in bytes 0..3, crumbs in 4..9
-    (["int3", "fp3"], 8, 32, (6, 0)),
-    (["int4", "int8", "fp6_e3m2"], 8, 64, (18, 10)),
+def engine_cycles(port, fmt, tiles, hold=None):
+    """Cycles until the last of ``tiles`` back-to-back tiles' beats is taken, with every word offered
+    as soon as the port can take it and an engine that holds each beat ``hold`` cycles (default
+    ``terms(fmt)``; ready in the ``hold``-th cycle a beat is valid). Also checks every beat's payload."""
+    top = Module()
+    top.domains.sync = ClockDomain("sync")
+    top.submodules.dut = port
+    sim = Simulator(top)
+    sim.add_clock(1e-6, domain="sync")
+    words = [w for _, ws, _ in tiles for w in ws]
+    expected = [b for _, _, c in tiles for b in WS.wgt_beats(c, lanes=port.lanes, code_bits=port.code_bits)]
+    terms = T.terms(fmt) if hold is None else hold
+    out = {}
+
+    async def tb(ctx):
+        ctx.set(port.fmt, port.formats.index(fmt))
+        wi = oi = t = cyc = 0
+        while oi < len(expected):
+            assert cyc < 10000
+            ctx.set(port.words.valid, int(wi < len(words)))
+            ctx.set(port.words.payload, words[wi] if wi < len(words) else 0)
+            v = ctx.get(port.wgt.valid)
+            rdy = int(v and t == terms - 1)
+            ctx.set(port.wgt.ready, rdy)
+            if v and rdy:
+                assert ctx.get(port.wgt.payload) == expected[oi]
+                oi += 1
+                t = 0
+            elif v:
+                t += 1
+            if wi < len(words) and ctx.get(port.words.ready):
+                wi += 1
+            await ctx.tick()
+            cyc += 1
+        out["cycles"] = cyc
+
+    sim.add_testbench(tb)
+    sim.run()
+    return out["cycles"], len(expected)
+
+
+@pytest.mark.parametrize("fmt", ALL)
+def test_full_throughput(fmt):
+    """Every format: 3 back-to-back tiles of 2 groups (G=64, L=8: 16 beats per tile) take exactly
+    ``terms(fmt)`` cycles per beat; FP6 adds one cycle, its first tile's first ``seg2`` load."""
+    port = WeightPort(formats=ALL, rows=1, lanes=8, group_size=64)
+    tiles = tiles_for(fmt, R=1, L=8, G=64, O=3, K=128, W=64, seed=50)
+    cycles, beats = engine_cycles(port, fmt, tiles)
+    assert beats == 48
+    assert cycles == 48 * T.terms(fmt) + (1 if WS.is_split(fmt) else 0)
+    # and one beat per cycle when the engine takes every beat at once
+    port = WeightPort(formats=ALL, rows=1, lanes=8, group_size=64)
+    assert engine_cycles(port, fmt, tiles, hold=1) == (48 + (1 if WS.is_split(fmt) else 0), 48)
+
+
+def test_schedules():
+    """The phase tables: INT8 one phase; 4-bit a word per 2 beats; 3-bit 8 beats per 3 words with
+    the 2L-bit tail; FP6 the seg2 load, two in-place seg4 words, the last beat from the flops."""
+    L, W = 8, 64
+    assert format_plan("int8", L).phases == (Phase((("word", 0, 64),), (), True, "beat", (), 0),)
+    assert format_plan("int4", L).phases == (Phase((("word", 0, 32),), (), True, "", (), 1),
+                                             Phase((("word", 32, 64),), (), True, "beat", (), 0))
+    p3 = format_plan("int3", L)
+    assert p3.flop_bits == 16 and p3.order == "msb_first"
+    assert [s.main for s in p3.phases] == [
+        (("word", 0, 24),), (("word", 24, 48),), (("flops", 0, 16), ("word", 0, 8)),
+        (("word", 8, 32),), (("word", 32, 56),), (("flops", 8, 16), ("word", 0, 16)),
+        (("word", 16, 40),), (("word", 40, 64),)]
+    assert [s.take for s in p3.phases] == ["", "beat", "", "", "beat", "", "", "beat"]
+    # the 3-bit beats as 3-chunk windows of Cat(tail, word) (2 + 8 chunks of L bits): (3 * phase + 2) % 8
+    assert _window_offsets(p3, L) == [2, 5, 0, 3, 6, 1, 4, 7]
+    tail = ((0, "word", 48, 64),)
+    assert [s.save for s in p3.phases] == [(), tail, (), (), tail, (), (), ()]
+    p6 = format_plan("fp6_e2m3", L)
+    assert p6.flop_bits == W and p6.split
+    assert [(s.main, s.crumb, s.needs_word, s.take, s.save, s.next) for s in p6.phases] == [
+        ((), (), True, "load", ((0, "word", 0, 64),), 1),
+        ((("word", 0, 32),), (("flops", 0, 16),), True, "", (), 2),
+        ((("word", 32, 64),), (("flops", 16, 32),), True, "beat", (), 3),
+        ((("word", 0, 32),), (("flops", 32, 48),), True, "beat", ((32, "word", 32, 64), (0, "flops", 48, 64)), 4),
+        ((("flops", 32, 64),), (("flops", 0, 16),), False, "opt", ((0, "word", 0, 64),), 1)]
+
+
+@pytest.mark.parametrize("formats,flops,phases", [
+    (["int4"], 0, 2), (["int8"], 0, 2), (["int8", "int4", "fp4_e2m1"], 0, 2),
+    (["int3", "int4"], 16, 8), (["fp6_e3m2"], 64, 5), (["int3", "fp6_e3m2"], 64, 8),
 ])
-def test_buffer_bytes(formats, L, W, expected):
-    port = WeightPort(formats=formats, rows=1, lanes=L, group_size=128, word_bits=W)
-    assert (port.cap_bytes, port.crumb_bytes) == expected
-    assert buffer_bytes([format_plan(f, L) for f in formats], W // 8) == expected
+def test_flop_bits(formats, flops, phases):
+    port = WeightPort(formats=formats, rows=1, lanes=8, group_size=128)
+    assert (port.flop_bits, max(2, port.n_phases)) == (flops, phases)
     port._MustUse__silence = True
 
 
 def test_unknown_fmt_stalls_both_sides():
-    """fmt past the formats: no beat comes out and no word is taken, whatever the buffers hold."""
-    port = WeightPort(formats=["int4", "int8", "int3"], rows=1, lanes=8, group_size=32)
+    """fmt past the formats: no beat comes out and no word is taken; INT8 passes the word through."""
+    port = WeightPort(formats=["int4", "int8", "int3"], rows=1, lanes=8, group_size=64)
     top = Module()
     top.domains.sync = ClockDomain("sync")
     top.submodules.dut = port
@@ -197,22 +277,20 @@ def test_unknown_fmt_stalls_both_sides():
     seen = []
 
     async def tb(ctx):
-        ctx.set(port.fmt, 1)                      # int8: two words make a beat
+        ctx.set(port.fmt, 1)                      # int8: the offered word is the beat
         ctx.set(port.words.valid, 1)
-        ctx.set(port.words.payload, 0x01020304)
-        await ctx.tick()
-        ctx.set(port.words.valid, 0)
-        seen.append((ctx.get(port.wgt.valid), ctx.get(port.idle)))       # one word held, no beat yet
-        ctx.set(port.fmt, 0)                      # int4: the held word is a beat
-        seen.append((ctx.get(port.wgt.valid), ctx.get(port.wgt.payload)))
-        ctx.set(port.fmt, 3)
-        ctx.set(port.words.valid, 1)
+        ctx.set(port.words.payload, 0x0102030405060708)
         ctx.set(port.wgt.ready, 1)
-        seen.append((ctx.get(port.wgt.valid), ctx.get(port.words.ready)))
+        seen.append((ctx.get(port.wgt.valid), ctx.get(port.wgt.payload), ctx.get(port.words.ready)))
+        ctx.set(port.fmt, 0)                      # int4: the low half of the word, not taken yet
+        seen.append((ctx.get(port.wgt.valid), ctx.get(port.wgt.payload), ctx.get(port.words.ready)))
+        ctx.set(port.fmt, 3)
+        seen.append((ctx.get(port.wgt.valid), ctx.get(port.words.ready), ctx.get(port.idle)))
 
     sim.add_testbench(tb)
     sim.run()
-    assert seen == [(0, 0), (1, 0x0001000200030004), (0, 0)]
+    # int4 codes 8, 0, 7, 0, 6, 0, 5, 0 (LSB-first nibbles of 0x05060708) in 8-bit slots
+    assert seen == [(1, 0x0102030405060708, 1), (1, 0x0005000600070008, 0), (0, 0, 1)]
 
 
 def test_port_matches_the_engine_wgt():
@@ -225,7 +303,7 @@ def test_port_matches_the_engine_wgt():
     engine = Engine(cfg)
     assert len(port.wgt.payload) == len(engine.wgt.payload) == 256
     assert len(port.fmt) == cmd_layout(cfg)["fmt"].width == 4
-    assert (port.word_bits, port.cap_bytes, port.crumb_bytes) == (32, 12, 6)
+    assert (port.word_bits, port.flop_bits) == (64, 64)
     port._MustUse__silence = engine._MustUse__silence = True     # built for their widths only
 
 
@@ -234,7 +312,7 @@ def test_verilog_ports():
     text = verilog.convert(port, name="bitmix_weight_port")
     decls = sorted(line.strip() for line in text.splitlines() if re.match(r"\s*(input|output) ", line))
     assert decls == sorted(["input clk;", "input rst;", "input [3:0] fmt;", "output idle;",
-                            "input [127:0] words__payload;", "input words__valid;", "output words__ready;",
+                            "input [255:0] words__payload;", "input words__valid;", "output words__ready;",
                             "output [255:0] wgt__payload;", "output wgt__valid;", "input wgt__ready;"])
 
 
@@ -266,6 +344,8 @@ def test_tile_words_layout():
     q.codes[0] = torch.arange(32) % 16
     beats = WS.tile_words(P.pack(q), "int4", r0=0, rows=1, k0=0, k1=32, word_bits=32)
     assert beats == [[0x76543210], [0xFEDCBA98], [0x76543210], [0xFEDCBA98]]
+    beats = WS.tile_words(P.pack(q), "int4", r0=0, rows=1, k0=0, k1=32, word_bits=WS.default_word_bits(8))
+    assert beats == [[0xFEDCBA9876543210], [0xFEDCBA9876543210]]
     q = quantized("fp6_e3m2", 1, 16, 16, 0)
     q.codes[0] = torch.tensor([0x3F, 0x00, 0x15, 0x2A] * 4)
     img = P.pack(q)
@@ -301,18 +381,21 @@ ERRORS = [
     (dict(lanes=True), "lanes=True must be a positive int"),
     (dict(group_size=2.0), "group_size=2.0 must be a positive int"),
     (dict(group_size=36), "group_size=36 is not a multiple of lanes=8"),
-    (dict(word_bits=12), "word_bits=12 must be a positive multiple of 8 (whole little-endian bytes)"),
-    (dict(word_bits=0), "word_bits=0 must be a positive multiple of 8 (whole little-endian bytes)"),
+    (dict(word_bits=32), "word_bits=32: the port reads words in place and needs word_bits = 8 * lanes = 64"),
+    (dict(word_bits=0), "word_bits=0: the port reads words in place and needs word_bits = 8 * lanes = 64"),
     (dict(formats=["int3"], lanes=4, group_size=32),
      "lanes=4: a beat of int3 is 12 bits of its codes stream, not whole bytes; int3 needs lanes a multiple of 8"),
     (dict(formats=["fp6_e3m2"], lanes=2, group_size=32),
      "lanes=2: a beat of fp6_e3m2 is 4 bits of its seg2 stream, not whole bytes; fp6_e3m2 needs lanes a "
      "multiple of 4"),
-    (dict(formats=["int4", "int3"], group_size=16),
-     "group_size=16 x 3 bits (int3, codes stream) is not a multiple of word_bits=32: tiles would not start "
+    (dict(formats=["int4", "int3"], group_size=32),
+     "group_size=32 x 3 bits (int3, codes stream) is not a multiple of word_bits=64: tiles would not start "
      "on a word"),
-    (dict(formats=["fp6_e2m3"], group_size=16, word_bits=64),
+    (dict(formats=["fp6_e2m3"], group_size=16),
      "group_size=16 x 2 bits (fp6_e2m3, seg2 stream) is not a multiple of word_bits=64: tiles would not start "
+     "on a word"),
+    (dict(formats=["int4"], group_size=8),
+     "group_size=8 x 4 bits (int4, codes stream) is not a multiple of word_bits=64: tiles would not start "
      "on a word"),
 ]
 
@@ -338,11 +421,11 @@ def test_parameters_keyword_only():
 
 # ---------------------------------------------------------------------------- cocotb (Icarus, Verilator)
 def cocotb_vectors(seed: int = 11) -> dict:
-    """Every format of the default engine's set, R=2, L=8, G=32: both row tiles of a [3, 64]
+    """Every format of the default engine's set, R=2, L=8, G=64, W=64: both row tiles of a [3, 128]
     matrix from its sw.pack image, formats shuffled, as plain integers."""
     tiles = []
     for i, f in enumerate(ALL):
-        for fmt, words, codes in tiles_for(f, R=2, L=8, G=32, O=3, K=64, W=32, seed=40 + i):
+        for fmt, words, codes in tiles_for(f, R=2, L=8, G=64, O=3, K=128, W=64, seed=40 + i):
             tiles.append({"fmt": ALL.index(fmt), "words": words,
                           "wgt": WS.wgt_beats(codes, lanes=8, code_bits=8)})
     random.Random(seed).shuffle(tiles)
@@ -356,7 +439,7 @@ def test_cocotb_weight_port(sim, sim_build_dir):
     from verif.comb_kick import kick
     from verif.runner import run_cocotb
 
-    port = WeightPort(formats=ALL, rows=2, lanes=8, group_size=32)
+    port = WeightPort(formats=ALL, rows=2, lanes=8, group_size=64)
     text = verilog.convert(port, name="bitmix_weight_port")
     res = run_cocotb(kick(text) if sim == "icarus" else text, "bitmix_weight_port", "test_weight_port", sim=sim,
                      build_dir=sim_build_dir, vectors=cocotb_vectors(), expect_tests=1)
