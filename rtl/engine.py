@@ -6,6 +6,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sw import terms as T
+from sw.weight_stream import is_split
 
 from .act_frontend import ActFrontEnd, act_layout
 from .pe import BitSerialPE, ParallelPE
@@ -186,11 +187,13 @@ class Engine(wiring.Component):
         start = go & group_end
 
         # ---------------------------------------------------------------- packed weights in
-        # The port unpacks the tile's words for the latched format. It takes words only while the
-        # tile is active and, in the tile's last step, not once that step's beat is there: the
-        # next words belong to the next tile, whose format is not known yet.
-        tile_last_step = (g == n_groups - 1) & last_step
-        take_words = active & ~(tile_last_step & wgt.valid)
+        # The port unpacks the tile's words for the latched format, reading each word in place. It
+        # is offered words only while the tile is active, and not in the tile's last step when the
+        # format is a 6-bit one: that beat comes from the port's flops, and the port would load the
+        # next block's seg2 word with it, which belongs to the next tile (whose format is not
+        # known yet); the next tile then starts with that load (one cycle).
+        split = Array(Const(int(is_split(f)), 1) for f in cfg.formats)[fmt]
+        take_words = active & ~((g == n_groups - 1) & last_step & split)
         m.d.comb += [
             wp.fmt.eq(fmt),
             wp.words.payload.eq(self.wgt.payload),

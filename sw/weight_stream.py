@@ -58,6 +58,12 @@ def is_split(fmt: str) -> bool:
     return len(segments(fmt)) > 1
 
 
+def fill_cycles(fmt: str) -> int:
+    """Cycles the weight port needs at a tile's start before its first beat: 1 for the 6-bit formats
+    (the block's ``seg2`` word is stored first), 0 for the others (read in place)."""
+    return 1 if is_split(fmt) else 0
+
+
 def stream_bits_per_weight(fmt: str) -> int:
     """Bits per weight on the weight stream (codes only; scales travel on ``meta``)."""
     return sum(s.bits for s in segments(fmt))

@@ -63,19 +63,22 @@ def test_cycles_follow_engine_config():
     assert cfg.shape == H.default_shape()      # the cost model's default is the default config's shape
     for fmt in T.HW_FORMATS:
         assert H.terms(fmt) == T.terms(fmt)
-        # divisible shapes: the config's ideal cycles + one command cycle per tile of R rows + the drain
+        # divisible shapes: the config's ideal cycles + one command cycle (and the weight port's fill
+        # cycle, 6-bit formats) per tile of R rows + the drain
+        fill = 1 if T.code_bits(fmt) == 6 else 0
         for out, k in [(9, 1024), (8, 4096), (576, 1536)]:
             assert H.layer_cycles(fmt, out, k) == (cfg.ideal_cycles(fmt, out, k) + math.ceil(out / cfg.rows)
-                                                   + cfg.rows + 6)
+                                                   * (1 + fill) + cfg.rows + 6)
         # K = 576 is padded to 5 groups of 128 (16 beats of 8 lanes each)
-        assert H.layer_cycles(fmt, 1536, 576) == 384 * (5 * 16 * T.terms(fmt) + 1) + 10
-    assert [H.layer_cycles(f, 4, 128) for f in ("fp3", "int4", "fp6_e2m3", "int8")] == [27, 43, 59, 75]
+        assert H.layer_cycles(fmt, 1536, 576) == 384 * (5 * 16 * T.terms(fmt) + 1 + fill) + 10
+    assert [H.layer_cycles(f, 4, 128) for f in ("fp3", "int4", "fp6_e2m3", "int8")] == [27, 43, 60, 75]
     for fmt in NON_ENGINE + ["fp16"]:
         assert H.layer_cycles(fmt, 4, 128) is None
     # a config whose rescale outlasts a group: the PE waits for the rescale once per group
     slow = gen_config.EngineConfig(rows=2, lanes=32, group_size=32, formats=("fp3", "int4"))
-    assert slow.warnings() and slow.rescale_cycles == 4                 # rows + 2 > 1 step x 1 term
-    assert H.layer_cycles("fp3", 2, 64, slow.shape) == (2 * 4 + 1) + (2 + 6)
+    assert slow.warnings() and slow.rescale_cycles == 3                 # rows + 1 > 1 step x 1 term
+    # group 0 ends at cycle 1, group 1 waits for the rescale unit until 1 + 3; results 2 + 6 later
+    assert H.layer_cycles("fp3", 2, 64, slow.shape) == 4 + (2 + 6) + 1
 
 
 def test_engine_area(tmp_path):

@@ -27,7 +27,9 @@ def test_axis_ports_are_padded_to_bytes_with_tkeep_and_tlast():
             else len(getattr(inner, n).payload)
         assert tdata == 8 * ((bits + 7) // 8) and tkeep == tdata // 8
     assert widths["res"] == (cfg.rows * 32, cfg.rows * 4)
-    assert widths["act"] == (cfg.lanes * 16, cfg.lanes * 2)
+    # fp16 lanes and the 5-bit block exponent: 16L + 5 bits padded to whole bytes
+    assert widths["act"] == (cfg.lanes * 16 + 8, cfg.lanes * 2 + 1)
+    assert widths["wgt"] == (cfg.rows * cfg.word_bits, cfg.rows * cfg.word_bits // 8)
 
 
 def test_axis_wrapper_is_wires_only():

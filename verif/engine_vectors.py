@@ -14,7 +14,7 @@ from sw import datapath as D
 from sw import terms as T
 from sw.formats import get_scale_format
 from sw.pack import pack
-from sw.weight_stream import beat_word, tile_words
+from sw.weight_stream import beat_word, fill_cycles, tile_words
 
 
 def _fields(layout) -> dict:
@@ -132,6 +132,7 @@ def case(cfg, fmt: str, scale_format: str, O: int, K: int, seed: int = 0, kind: 
                                       | (int(zp[o, gi]) << mf["zp"][0])) << (r * mw) for r, o in enumerate(rows)))
         beats["res"].append(sum(int(ybits[o]) << (32 * r) for r, o in enumerate(rows)))
     ideal = tiles * (K // L) * T.terms(fmt)
+    model = cfg.shape.gemv_cycles(T.terms(fmt), O, K, fill=fill_cycles(fmt))
     return {"name": f"{fmt}/{scale_format}/{kind}/O{O}xK{K}", "fmt": fmt, "scale_format": scale_format,
-            "O": O, "K": K, "ideal_cycles": ideal, "beats": beats,
+            "O": O, "K": K, "ideal_cycles": ideal, "model_cycles": model, "beats": beats,
             "valid_rows": [min(R, O - t * R) for t in range(tiles)]}

@@ -43,11 +43,15 @@ async def reset(dut, names, cycles: int = 2):
     dut.rst.value = 0
 
 
-async def run_case(dut, case, mon: StreamMonitor, p_valid, p_ready, rng):
-    """Stream one case; returns (errors, cycles to its last result, res beats seen)."""
+async def run_case(dut, case, mon: StreamMonitor, cmd_mon: StreamMonitor, p_valid, p_ready, rng):
+    """Stream one case; returns (errors, cycles, res beats seen, protocol violations). ``cycles`` counts
+    from the cycle the case's first ``cmd`` beat moves to the cycle its last ``res`` beat moves,
+    inclusive (the convention of ``sw.cycles``)."""
     first_beat, first_err, first_viol = mon.beats, len(mon.errors), mon.violations
+    first_cmd = cmd_mon.beats
     start = mon.cycle
     mon.expect(case["beats"]["res"], res_masks(case))
+    cmd_mon.expect(case["beats"]["cmd"])
     srcs = [StreamSource(dut, n, clk=dut.clk, rng=rng, p_valid=p_valid) for n in input_streams(case)]
     tasks = [cocotb.start_soon(s.send(case["beats"][s.name])) for s in srcs]
     sink = StreamSink(dut, "res", clk=dut.clk, rng=rng, p_ready=p_ready).start()
@@ -66,7 +70,7 @@ async def run_case(dut, case, mon: StreamMonitor, p_valid, p_ready, rng):
         errors.append(f"{case['name']}: timeout after {mon.cycle - start} cycles with {seen} of "
                       f"{len(case['beats']['res'])} results")
         return errors, mon.cycle - start, seen, mon.violations - first_viol
-    return errors, mon.accept_cycles[-1] - start + 1, seen, mon.violations - first_viol
+    return errors, mon.accept_cycles[-1] - cmd_mon.accept_cycles[first_cmd] + 1, seen, mon.violations - first_viol
 
 
 @cocotb.test()
@@ -90,13 +94,15 @@ async def engine_gemv(dut):
             t.cancel()
         await reset(dut, names, 3)
     mon = StreamMonitor(dut, "res", clk=dut.clk).start()
+    cmd_mon = StreamMonitor(dut, "cmd", clk=dut.clk).start()     # in step with mon: the same cycle count
     report = []
     errors: list[str] = []
     for case in vec["cases"]:
-        errs, cycles, beats, viol = await run_case(dut, case, mon, vec["p_valid"], vec["p_ready"], rng)
+        errs, cycles, beats, viol = await run_case(dut, case, mon, cmd_mon, vec["p_valid"], vec["p_ready"], rng)
         errors += errs
         report.append({"name": case["name"], "cycles": cycles, "ideal": case["ideal_cycles"],
-                       "mismatches": len(errs), "beats": beats, "violations": viol})
+                       "model": case.get("model_cycles"), "mismatches": len(errs), "beats": beats,
+                       "violations": viol})
         dut._log.info(f"{case['name']}: {cycles} cycles (ideal {case['ideal_cycles']}), {len(errs)} mismatches, "
                       f"{beats} res beats monitored, {viol} protocol violations")
     # idle with ready high: no further result may appear

@@ -28,6 +28,7 @@ import torch
 from sw import terms as T
 from sw.cycles import DEFAULT, EngineShape
 from sw.quantize import format_spec, quantize
+from sw.weight_stream import fill_cycles
 
 #: Pseudo-format "keep the layer in floating point" (stored as fp16; not run on the engine).
 KEEP_FLOAT = "fp16"
@@ -120,7 +121,7 @@ def layer_cycles(fmt: str, out_features: int, in_features: int,
     t = terms(fmt)
     if t is None:
         return None
-    return (shape or DEFAULT).gemv_cycles(t, out_features, in_features)
+    return (shape or DEFAULT).gemv_cycles(t, out_features, in_features, fill=fill_cycles(fmt))
 
 
 @dataclass(frozen=True)
