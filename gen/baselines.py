@@ -72,8 +72,17 @@ FP16_INT8_DESCRIPTION = (
 
 def baseline_designs(cfg: EngineConfig | None = None) -> list[Design]:
     """The FP16xFP16 MAC and FP16xINT8 bit-parallel baselines for ``cfg``'s R, L, G, max_groups."""
-    from rtl.baselines import (FP16_CODE_BITS, GUARD_BITS, INT8_CODE_BITS, Fp16Int8Engine, Fp16Int8Row,
-                               Fp16MacEngine, Fp16MacRow, Int8ActAlign, Int8GroupRescale)
+    from rtl.baselines import (
+        FP16_CODE_BITS,
+        GUARD_BITS,
+        INT8_CODE_BITS,
+        Fp16Int8Engine,
+        Fp16Int8Row,
+        Fp16MacEngine,
+        Fp16MacRow,
+        Int8ActAlign,
+        Int8GroupRescale,
+    )
     from rtl.fp16_mul import Fp16Mul
     from rtl.fp32 import Fp32Adder
     from sw.baselines import int8_psum_bits
