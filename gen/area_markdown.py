@@ -63,15 +63,16 @@ def targets_markdown(tg: list[dict]) -> list[str]:
 
 def baselines_markdown(rep: dict) -> list[str]:
     """The "Baselines" section: how each baseline was built (its Design description), the storage
-    rule, and the external anchors with their provenance."""
-    from .area_metrics import ANCHORS
+    rule, and the external anchors with their provenance (``rep["anchors"]``)."""
     L = ["## Baselines\n", STORAGE_RULE + "\n"]
     for d in rep["designs"]:
         if is_baseline(d):
             L.append(_built(d))
-    L += ["", "External anchors (constants, not re-measured here):\n", "| anchor | GE | provenance |",
-          "|---|---|---|"]
-    for a in ANCHORS:
+    anchors = rep.get("anchors") or []
+    if anchors:
+        L += ["", "External anchors (constants, not re-measured here):\n", "| anchor | GE | provenance |",
+              "|---|---|---|"]
+    for a in anchors:
         L.append(f"| {a['name']} | {fmt_value(a['ge'])} | {a['provenance']} |")
     L.append("")
     return L

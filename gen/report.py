@@ -32,6 +32,7 @@ from sw.report_files import write_report
 from . import area as A
 from .area_markdown import fmt_value, markdown, plots
 from .area_metrics import (
+    ANCHORS,
     component_metrics,
     design_weight_bits,
     efficiency,
@@ -158,6 +159,7 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
                     "timeout_s": timeout, "freq_mhz": freq_mhz, "scheduler": scheduler_from(scheduler),
                     "workers": workers, "cache": use_cache},
         "designs": rep_designs,
+        "anchors": [dict(a) for a in ANCHORS],
         "timings": {"emit_s": round(t_emit, 2), "tools_s": round(t_tools, 2),
                     "runs": len(runs), "cached_runs": sum(1 for r in runs if r.get("cached")),
                     "errors": sum(1 for r in runs if "error" in r)},

@@ -176,6 +176,12 @@ def test_report_on_tiny_designs(tools, tmp_path):
     md = (out / "area.md").read_text()
     for name in ("tiny_a", "tiny_b", "an adder and half an accumulator per row", "Yosys 0.70", "## Per row"):
         assert name in md
+    # neither is named bitmix...: both are in the generated Baselines section, with the storage rule and anchors
+    from gen.area_markdown import STORAGE_RULE
+    from gen.area_metrics import ANCHORS
+    base = md[md.index("## Baselines"):md.index("## How each bitmix design was built")]
+    assert STORAGE_RULE in base and "* **tiny_a**: an adder and half an accumulator per row." in base
+    assert data["anchors"] == [dict(a) for a in ANCHORS] and "| BitMoD FP16xINT8 unit | 2,445 |" in base
     # the second run reads every result from the cache
     rep2 = report.build([d1, d2], {"name": "test"}, tmp_path / "work", tmp_path / "out", fpga=True, top=True,
                         top_fpga=False, progress=False, log=lambda *a: None, scheduler="serial")
@@ -351,7 +357,8 @@ def test_report_baselines_section_and_targets_table(monkeypatch):
     from gen import area_markdown as MD
     from gen import area_metrics as M
     monkeypatch.setattr(M, "_weight_stream_module", lambda: None)
-    rep = _synthetic()
+    rep = {**_synthetic(), "anchors": list(M.ANCHORS)}
+    assert "External anchors" not in "".join(MD.baselines_markdown(_synthetic()))
     lines = MD.baselines_markdown(rep)
     assert lines[0] == "## Baselines\n" and lines[1] == MD.STORAGE_RULE + "\n"
     built = [x for x in lines if x.startswith("* **")]
