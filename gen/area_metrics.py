@@ -122,17 +122,23 @@ def _weight_stream_module():
         return None
 
 
+#: The function of ``sw.weight_stream`` that gives a format's weight-stream bits per weight (the
+#: first that module defines).
+WEIGHT_STREAM_FUNCTIONS = ("bits_per_weight", "stream_bits_per_weight")
+
+
 def weight_stream_bits(fmt: str, code_bits: int | None = None) -> float | None:
     """Weight-stream bits per weight of ``fmt``: the hook for the packed weight port.
 
-    ``sw.weight_stream.bits_per_weight(fmt)`` when that module exists; else the format's element
-    bits from ``sw.terms``; for a format ``sw`` does not know (the FP16 MAC's raw fp16 codes) the
-    design's own code slot width ``code_bits``."""
+    ``sw.weight_stream``'s own count (:data:`WEIGHT_STREAM_FUNCTIONS`) when that module exists;
+    else the format's element bits from ``sw.terms``; for a format ``sw`` does not know (the FP16
+    MAC's raw fp16 codes) the design's own code slot width ``code_bits``."""
     from sw import terms as T
     ws = _weight_stream_module()
-    if ws is not None:
+    fn = next((getattr(ws, n) for n in WEIGHT_STREAM_FUNCTIONS if hasattr(ws, n)), None) if ws else None
+    if fn is not None:
         try:
-            return ws.bits_per_weight(fmt)
+            return fn(fmt)
         except ValueError:
             pass
     try:

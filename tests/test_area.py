@@ -341,6 +341,12 @@ def test_weight_stream_bits_hook(monkeypatch):
     assert M.weight_stream_bits("int4") == 4.125 and M.weight_stream_bits("fp16", 16) == 16
     t = M.targets(_synthetic())
     assert t[0]["weight_bits"] == "4.125 vs 16"
+    # the packed weight port's module names it stream_bits_per_weight; a module with neither falls back
+    monkeypatch.setattr(M, "_weight_stream_module",
+                        lambda: types.SimpleNamespace(stream_bits_per_weight=lambda f: {"int4": 5}[f]))
+    assert M.weight_stream_bits("int4") == 5
+    monkeypatch.setattr(M, "_weight_stream_module", lambda: types.SimpleNamespace())
+    assert M.weight_stream_bits("int4") == 4
 
 
 def test_anchors_are_the_stated_constants():
