@@ -24,6 +24,60 @@ def _count(n) -> str:
     return f"{n:g}" if n >= 1 or n == 0 else f"1/{round(1 / n):d}"
 
 
+def is_baseline(design: dict) -> bool:
+    """A design the bitmix engine is compared with (every design not named ``bitmix...``)."""
+    return not design["name"].startswith("bitmix")
+
+
+def _built(d: dict) -> str:
+    """One design's bullet: its description, its components per row and its parameters."""
+    p = d["params"]
+    keys = [k for k in ("rows", "lanes", "group_size", "act_mode", "act_bits", "scale_formats", "pe") if k in p]
+    extra = ", ".join(f"{k}={p[k] if not isinstance(p[k], list) else '/'.join(p[k])}" for k in keys)
+    return (f"* **{d['name']}**: {d['description'].rstrip().rstrip('.')}. Components: "
+            + ", ".join(f"`{c}` x {_count(d['per_row'].get(c, 0))}" for c in d["components"])
+            + f" per row. Parameters: {extra}.")
+
+
+STORAGE_RULE = (
+    "Storage both sides need, the activation vector and the weight memory behind the act and wgt streams, is "
+    "outside every design, bitmix and baselines alike. Storage only one side needs is inside that side, at "
+    "flip-flop cost (no SRAM macro): bitmix's activation group buffer is in its front end (and so in "
+    "int8xbfp_parallel's, which shares that front end); the FP16 MAC and the FP16xINT8 design need none.")
+
+
+def targets_markdown(tg: list[dict]) -> list[str]:
+    """The targets table: measured, target, met, by how much when missed, what limits it, weight bits."""
+    L = ["## Targets\n",
+         "At W4 (int4 or bitmod4 weights, fp16 activations), default config, per row with every shared "
+         "block's share; the baselines at the format they are compared at.\n",
+         "| target | measured | met | missed by | what limits it | weight-stream bits/weight |",
+         "|---|---|---|---|---|---|"]
+    for t in tg:
+        met = "–" if t["met"] is None else ("yes" if t["met"] else "**no**")
+        L.append(f"| {t['target']} | {t['figures']} | {met} | {t.get('by') or ''} | {t['limit']} "
+                 f"| {t.get('weight_bits', '–')} |")
+    L.append("")
+    return L
+
+
+def baselines_markdown(rep: dict) -> list[str]:
+    """The "Baselines" section: how each baseline was built (its Design description), the storage
+    rule, and the external anchors with their provenance (``rep["anchors"]``)."""
+    L = ["## Baselines\n", STORAGE_RULE + "\n"]
+    for d in rep["designs"]:
+        if is_baseline(d):
+            L.append(_built(d))
+    anchors = rep.get("anchors") or []
+    if anchors:
+        L += ["", "External anchors (constants, not re-measured here):\n", "| anchor | GE | provenance |",
+              "|---|---|---|"]
+    for a in anchors:
+        L.append(f"| {a['name']} | {fmt_value(a['ge'])} | {a['provenance']} |")
+    L.append("")
+    return L
+
+
 def markdown(rep: dict) -> str:
     L = []
     tv = rep["tools"]
@@ -40,17 +94,11 @@ def markdown(rep: dict) -> str:
 
     tg = rep.get("targets") or []
     if tg:
-        L.append("## Targets\n")
-        L.append("| target | measured | met | what limits it |")
-        L.append("|---|---|---|---|")
-        for t in tg:
-            met = "–" if t["met"] is None else ("yes" if t["met"] else "**no**")
-            L.append(f"| {t['target']} | {t['figures']} | {met} | {t['limit']} |")
-        L.append("")
+        L += targets_markdown(tg)
     L.append("## Per row\n")
     L.append("| design | formats | compared at | MACs/cycle | GE | cells | transistors | depth (max) | LUT4 "
-             "| LUT4+2·CCU2C | FF (ECP5) | CCU2C | Fmax MHz (min) | MACs/cycle/kGE | MACs/cycle/kLUT |")
-    L.append("|" + "---|" * 15)
+             "| LUT4+2·CCU2C | FF (ECP5) | CCU2C | Fmax MHz (min) | MACs/cycle/kGE | MACs/cycle/kLUT | weight bits/weight |")
+    L.append("|" + "---|" * 16)
     for d in rep["designs"]:
         r, fh = d["row"], d.get("format_headline")
         e = d["efficiency"].get(fh, {}) if fh else {}
@@ -58,11 +106,12 @@ def markdown(rep: dict) -> str:
                  f"| {fmt_value(r['ge'])} | {fmt_value(r['cells'])} | {fmt_value(r['transistors'])} | {fmt_value(r['depth_max'])} "
                  f"| {fmt_value(r['lut4'])} | {fmt_value(r['lut4_equiv'])} | {fmt_value(r['ff'])} | {fmt_value(r['ccu2c'])} "
                  f"| {fmt_value(r['fmax_min_mhz'], 1)} | {fmt_value(e.get('macs_per_cycle_per_kge'), 3)} "
-                 f"| {fmt_value(e.get('macs_per_cycle_per_klut'), 3)} |")
+                 f"| {fmt_value(e.get('macs_per_cycle_per_klut'), 3)} | {fmt_value(d.get('weight_bits'))} |")
     L.append("")
     L.append("`compared at`: the design's 4-bit weight format (INT4 where it has it), else its fastest format. "
              "Depth is the longest combinational path of the row's components (cells); Fmax the lowest "
-             "component Fmax on ECP5 (each component with registered inputs and outputs).\n")
+             "component Fmax on ECP5 (each component with registered inputs and outputs). `weight bits/weight`: "
+             "weight-stream bits per weight at the compared format (`gen.area_metrics.weight_stream_bits`).\n")
 
     L.append("## Per component\n")
     L.append("`count/row` is how many of the component one row needs; a component with count 0 is contained "
@@ -120,14 +169,11 @@ def markdown(rep: dict) -> str:
                  f"| {t.get('note', '')} |")
     L.append("")
 
-    L.append("## How each design was built\n")
+    L += baselines_markdown(rep)
+    L.append("## How each bitmix design was built\n")
     for d in rep["designs"]:
-        p = d["params"]
-        keys = [k for k in ("rows", "lanes", "group_size", "act_mode", "act_bits", "scale_formats", "pe") if k in p]
-        extra = ", ".join(f"{k}={p[k] if not isinstance(p[k], list) else '/'.join(p[k])}" for k in keys)
-        L.append(f"* **{d['name']}**: {d['description'].rstrip().rstrip('.')}. Components: "
-                 + ", ".join(f"`{c}` x {_count(d['per_row'].get(c, 0))}" for c in d["components"])
-                 + f" per row. Parameters: {extra}.")
+        if not is_baseline(d):
+            L.append(_built(d))
     L.append("")
 
     L.append("## Flows\n")

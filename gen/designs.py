@@ -59,4 +59,47 @@ def default_designs(cfg: EngineConfig | None = None) -> list[Design]:
                       f"tree, exact integer group sum, the same fp16 per-group rescale and fp32 accumulation as "
                       f"bitmix; the activation front end only sign-extends int8", pe="parallel"),
     ]
+    # the strongest bit-parallel alternative: INT8 weights x the same block-FP activations
+    int8xbfp = dataclasses.replace(cfg, formats=("int8",), scale_formats=("fp16",), psum_bits=0, name="int8xbfp")
+    out.append(engine_design(
+        int8xbfp, "int8xbfp_parallel",
+        f"INT8 weights x block-floating-point FP16 activations, bit-parallel: what a competent designer builds "
+        f"for group-quantized integer weights: the bitmix engine with its bit-serial PE swapped for {cfg.lanes} "
+        f"lanes of exact {cfg.act_bits}-bit x int8 multipliers (int8 code -> signed value, one weight per lane per "
+        f"cycle, so 4-bit weights sign-extended into the int8 slots run at the same rate), the same adder tree "
+        f"and exact integer group sum, the same shared activation front end (FP16 aligned once per group of "
+        f"{cfg.group_size} into {cfg.act_bits}-bit block-FP mantissas), the same shared pipelined rescale unit "
+        f"(fp16 scales) and fp32 accumulation: every block bitmix amortizes, it amortizes too, so only the PE "
+        f"differs; no format decoders{_rescale_wait(int8xbfp, 1)}", pe="parallel"))
+    out.append(pe_only_design(cfg, PE4_LANES))
     return out + baseline_designs(cfg)
+
+
+def _rescale_wait(cfg: EngineConfig, terms: int) -> str:
+    """The description's note when a group (G/L steps x ``terms``) is shorter than the shared rescale
+    unit's turn (:attr:`gen.config.EngineConfig.rescale_cycles`): the PEs wait; MACs/cycle stays the
+    PE's own rate (the wait is priced in favour of the design)."""
+    busy, turn = cfg.steps_per_group * terms, cfg.rescale_cycles
+    if busy >= turn:
+        return ""
+    return (f". Its MACs/cycle is the PE's rate; at R = {cfg.rows} rows a group of {busy} cycles is shorter than "
+            f"the shared rescale unit's {turn}, so an engine of this size would wait {turn - busy} cycles per group "
+            f"({cfg.lanes * busy / turn:.2f} MACs/cycle): the comparison is in its favour")
+
+
+#: Lanes of the PE priced alone against the BitMoD authors' 4-lane PE (an external anchor).
+PE4_LANES = 4
+
+
+def pe_only_design(cfg: EngineConfig, lanes: int) -> Design:
+    """The bitmix PE alone at ``lanes`` lanes with the config's formats (no front end, no rescale
+    unit, no top): what the external per-PE anchors are compared with."""
+    pe_cfg = dataclasses.replace(cfg, lanes=lanes, name=f"pe{lanes}")
+    full = engine_design(pe_cfg, f"bitmix_pe{lanes}",
+                         f"the bitmix PE alone at {lanes} lanes with the full format set "
+                         f"({len(cfg.formats)} formats): its term decoders, shifters, adder tree and group sum "
+                         f"register; no activation front end, rescale unit or control. Priced against the "
+                         f"BitMoD authors' {lanes}-lane PE")
+    keep = {c: b for c, b in full.components.items() if c in ("pe", "decoder")}
+    return dataclasses.replace(full, components=keep, per_row={"pe": 1.0}, top=None,
+                               params={**full.params, "priced": "PE only"})

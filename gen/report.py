@@ -31,7 +31,16 @@ from sw.report_files import write_report
 
 from . import area as A
 from .area_markdown import fmt_value, markdown, plots
-from .area_metrics import component_metrics, efficiency, four_bit_format, headline_format, row_totals, targets
+from .area_metrics import (
+    ANCHORS,
+    component_metrics,
+    design_weight_bits,
+    efficiency,
+    four_bit_format,
+    headline_format,
+    row_totals,
+    targets,
+)
 from .cache import Cache
 from .jobs import ToolJob, add_job_options, run_jobs
 
@@ -121,6 +130,7 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
                  "macs_per_cycle": d.macs_per_cycle, "format_4bit": four_bit_format(d.macs_per_cycle),
                  "format_headline": headline_format(d.macs_per_cycle),
                  "components": comps, "row": row, "efficiency": efficiency(d.macs_per_cycle, row)}
+        entry["weight_bits"] = design_weight_bits(entry, entry["format_headline"])
         if (d.name, "@top") in paths:
             p, name = paths[(d.name, "@top")]
             a, f = res.get((d.name, "@top", "asic")), res.get((d.name, "@top", "ecp5"))
@@ -149,6 +159,7 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
                     "timeout_s": timeout, "freq_mhz": freq_mhz, "scheduler": scheduler_from(scheduler),
                     "workers": workers, "cache": use_cache},
         "designs": rep_designs,
+        "anchors": [dict(a) for a in ANCHORS],
         "timings": {"emit_s": round(t_emit, 2), "tools_s": round(t_tools, 2),
                     "runs": len(runs), "cached_runs": sum(1 for r in runs if r.get("cached")),
                     "errors": sum(1 for r in runs if "error" in r)},

@@ -176,6 +176,12 @@ def test_report_on_tiny_designs(tools, tmp_path):
     md = (out / "area.md").read_text()
     for name in ("tiny_a", "tiny_b", "an adder and half an accumulator per row", "Yosys 0.70", "## Per row"):
         assert name in md
+    # neither is named bitmix...: both are in the generated Baselines section, with the storage rule and anchors
+    from gen.area_markdown import STORAGE_RULE
+    from gen.area_metrics import ANCHORS
+    base = md[md.index("## Baselines"):md.index("## How each bitmix design was built")]
+    assert STORAGE_RULE in base and "* **tiny_a**: an adder and half an accumulator per row." in base
+    assert data["anchors"] == [dict(a) for a in ANCHORS] and "| BitMoD FP16xINT8 unit | 2,445 |" in base
     # the second run reads every result from the cache
     rep2 = report.build([d1, d2], {"name": "test"}, tmp_path / "work", tmp_path / "out", fpga=True, top=True,
                         top_fpga=False, progress=False, log=lambda *a: None, scheduler="serial")
@@ -226,3 +232,152 @@ def test_sweep_serial_equals_local_cluster(tools, tmp_path):
             d.pop(k)
     assert docs["serial"] == docs["local"]
     assert len(docs["serial"]["points"]) == 4
+
+
+# =========================================================================== targets on synthetic metrics
+def _design(name, comps, per_row, macs, **params):
+    """A report design entry as gen.report.build makes it, from made-up component metrics."""
+    from gen.area_metrics import efficiency, four_bit_format, headline_format, row_totals
+    keys = ("cells", "ge", "seq_ge", "transistors", "ff_bits", "depth", "lut4", "ff", "ccu2c", "lut4_equiv",
+            "dp16kd", "dpr16x4", "pfumx", "l6mux21", "fmax_mhz")
+    metrics = {c: {k: m.get(k, 0) for k in keys} for c, m in comps.items()}
+    row = row_totals(per_row, metrics)
+    return {"name": name, "description": f"{name} as built", "params": params, "per_row": per_row,
+            "macs_per_cycle": macs, "format_4bit": four_bit_format(macs), "format_headline": headline_format(macs),
+            "components": {c: {"metrics": m} for c, m in metrics.items()}, "row": row,
+            "efficiency": efficiency(macs, row)}
+
+
+def _synthetic(fp16xint8_ge=16000.0, int4_ge=7000.0, mac_fmax=20.0, bfp_ge=20000.0):
+    """bitmix: 8,000 GE per row (PE 5,000, 1/16 of a 16,000 GE rescale unit and of a 32,000 GE front
+    end), 4 MACs/cycle at int4 and bitmod4: 0.5 MACs/cycle/kGE."""
+    shared = {"rescale_unit": 1 / 16, "act_frontend": 1 / 16}
+    bm = _design("bitmix", {"pe": {"ge": 5000.0, "fmax_mhz": 30.0}, "decoder": {"ge": 250.0, "fmax_mhz": 90.0},
+                            "rescale_unit": {"ge": 16000.0, "fmax_mhz": 25.0},
+                            "act_frontend": {"ge": 32000.0, "fmax_mhz": 40.0}},
+                 {"pe": 1.0, **shared}, {"int4": 4.0, "int8": 2.0, "bitmod4": 4.0}, lanes=8)
+    int4 = _design("bitmix_int4_only", {"pe": {"ge": int4_ge}}, {"pe": 1.0}, {"int4": 4.0}, lanes=8)
+    mac = _design("fp16xfp16_mac", {"pe": {"ge": 40000.0, "fmax_mhz": mac_fmax},
+                                    "fp32_adder": {"ge": 1700.0, "fmax_mhz": 23.5}},
+                  {"pe": 1.0}, {"fp16": 8.0}, lanes=8, code_bits=16)
+    i8 = _design("fp16xint8_parallel", {"pe": {"ge": fp16xint8_ge}}, {"pe": 1.0}, {"int8": 8.0}, lanes=8, code_bits=8)
+    bfp = _design("int8xbfp_parallel", {"pe": {"ge": bfp_ge}}, {"pe": 1.0}, {"int8": 8.0}, lanes=8)
+    pe4 = _design("bitmix_pe4", {"pe": {"ge": 2600.0}, "decoder": {"ge": 200.0}}, {"pe": 1.0},
+                  {"int4": 2.0}, lanes=4)
+    return {"designs": [bm, int4, bfp, pe4, mac, i8]}
+
+
+def test_targets_on_synthetic_metrics(monkeypatch):
+    from gen import area_metrics as M
+    monkeypatch.setattr(M, "_weight_stream_module", lambda: None)
+    t = M.targets(_synthetic())
+    assert [x["met"] for x in t] == [True, False, True, True, False, True]
+    mac, i8, bfp, fmts, pe4, fmax = t
+    # 0.5 / (8 / 40) = 2.5: met at exactly the target
+    assert mac["target"] == "bitmix MACs/cycle/kGE at W4 >= 2.5x fp16xfp16_mac's (at fp16)"
+    assert mac["measured"] == 2.5 and mac["by"] == ""
+    assert mac["figures"] == "0.500 vs 0.200 MACs/cycle/kGE (W4 = int4 = bitmod4): 2.50x"
+    assert mac["weight_bits"] == "4 vs 16"
+    assert mac["limit"] == ("bitmix row area shares: pe 62%, rescale_unit 12%, act_frontend 25%, "
+                            "decoders (inside pe) 25%")
+    # 0.5 / 0.5 = 1.0 against 1.5: the row would have to be 4 / (1.5 * 0.5) = 5,333 GE
+    assert i8["measured"] == 1.0 and i8["want"] == 1.5
+    assert i8["by"] == ("0.50x short (50% more MACs/cycle/kGE needed: the bitmix row would have to shrink from "
+                        "8,000 to 5,333 GE, 2,667 GE less)")
+    assert i8["limit"].endswith("; largest: pe") and i8["weight_bits"] == "4 vs 8"
+    assert bfp["target"] == "bitmix MACs/cycle/kGE at W4 above int8xbfp_parallel's (at int8)"
+    assert bfp["measured"] == 1.25
+    # 8,000 / 7,000 = 1.143 <= 1.15
+    assert fmts["measured"] == 1.143 and fmts["figures"] == "8,000 vs 7,000 GE per row: 1.14x"
+    assert fmts["limit"] == "the PE: 5,000 vs 7,000 GE"
+    # 2,600 GE against 0.8 x 3,192 = 2,553.6
+    assert pe4["want"] == 2553.6 and pe4["measured"] == 2600.0
+    assert pe4["by"] == "46 GE over (2%)"
+    assert pe4["limit"] == ("4 term decoders 800 GE (31% of the PE), shifters, adder tree and group sum "
+                            "register 1,800 GE")
+    assert pe4["target"].startswith("4-lane PE, full format set, <= 0.8 x 3,192 GE (BitMoD 4-lane PE, without "
+                                    "its block registers; the authors' RTL synthesised with this project's flow)")
+    assert fmax["measured"] == 25.0 and fmax["want"] == 20.0 and fmax["by"] == ""
+    assert fmax["limit"].startswith("bitmix's slowest component: rescale_unit;")
+    assert fmax["limit"].endswith("(its fp32 adder alone: 23.5 MHz)")
+
+
+def test_targets_missed_by_how_much(monkeypatch):
+    from gen import area_metrics as M
+    monkeypatch.setattr(M, "_weight_stream_module", lambda: None)
+    t = M.targets(_synthetic(fp16xint8_ge=10000.0, int4_ge=6000.0, mac_fmax=30.0, bfp_ge=16000.0))
+    _, i8, bfp, fmts, _, fmax = t
+    assert i8["measured"] == 0.625 and i8["met"] is False      # 0.5 / 0.8
+    assert i8["by"].startswith("0.88x short (140% more MACs/cycle/kGE needed: the bitmix row would have to "
+                               "shrink from 8,000 to 3,333 GE")
+    assert bfp["measured"] == 1.0 and bfp["met"] is False      # equal is not above
+    assert bfp["by"].startswith("0.00x short (0% more")
+    assert fmts["measured"] == 1.333 and fmts["met"] is False
+    assert fmts["by"] == "1,100 GE per row over (0.18x above 1.15x)"   # 8,000 - 1.15 x 6,000
+    assert fmax["met"] is False and fmax["by"] == "5.0 MHz short (17%)"
+
+
+def test_targets_without_measurements():
+    from gen import area_metrics as M
+    t = M.targets({"designs": []})
+    assert len(t) == 6 and all(x["met"] is None and x["by"] == "" for x in t)
+    assert t[0]["figures"] == "– vs – MACs/cycle/kGE (W4 = –)"
+
+
+def test_weight_stream_bits_hook(monkeypatch):
+    import types
+
+    from gen import area_metrics as M
+    monkeypatch.setattr(M, "_weight_stream_module", lambda: None)
+    assert M.weight_stream_bits("int4") == 4 and M.weight_stream_bits("fp6_e3m2") == 6
+    assert M.weight_stream_bits("fp16", 16) == 16 and M.weight_stream_bits("fp16") is None
+
+    def bits_per_weight(fmt):
+        if fmt == "fp16":
+            raise ValueError("not a weight-stream format")
+        return {"int4": 4.125, "int8": 8.125}[fmt]
+    monkeypatch.setattr(M, "_weight_stream_module", lambda: types.SimpleNamespace(bits_per_weight=bits_per_weight))
+    assert M.weight_stream_bits("int4") == 4.125 and M.weight_stream_bits("fp16", 16) == 16
+    t = M.targets(_synthetic())
+    assert t[0]["weight_bits"] == "4.125 vs 16"
+    # the packed weight port's module names it stream_bits_per_weight; a module with neither falls back
+    monkeypatch.setattr(M, "_weight_stream_module",
+                        lambda: types.SimpleNamespace(stream_bits_per_weight=lambda f: {"int4": 5}[f]))
+    assert M.weight_stream_bits("int4") == 5
+    monkeypatch.setattr(M, "_weight_stream_module", lambda: types.SimpleNamespace())
+    assert M.weight_stream_bits("int4") == 4
+
+
+def test_anchors_are_the_stated_constants():
+    from gen import area_metrics as M
+    assert [(a["key"], a["ge"]) for a in M.ANCHORS] == [("bitmod_pe4", 3192), ("bitmod_pe4_regs", 4946),
+                                                          ("bitmod_fp16xint8", 2445), ("hardfloat_mac", 5562)]
+    assert M.anchor("hardfloat_mac")["provenance"] == "Berkeley HardFloat synthesised with this project's flow"
+    with pytest.raises(KeyError, match=re.escape("no anchor 'x'; known: bitmod_pe4, bitmod_pe4_regs, "
+                                                 "bitmod_fp16xint8, hardfloat_mac")):
+        M.anchor("x")
+
+
+def test_report_baselines_section_and_targets_table(monkeypatch):
+    from gen import area_markdown as MD
+    from gen import area_metrics as M
+    monkeypatch.setattr(M, "_weight_stream_module", lambda: None)
+    rep = {**_synthetic(), "anchors": list(M.ANCHORS)}
+    assert "External anchors" not in "".join(MD.baselines_markdown(_synthetic()))
+    lines = MD.baselines_markdown(rep)
+    assert lines[0] == "## Baselines\n" and lines[1] == MD.STORAGE_RULE + "\n"
+    built = [x for x in lines if x.startswith("* **")]
+    assert [x.split("**")[1] for x in built] == ["int8xbfp_parallel", "fp16xfp16_mac", "fp16xint8_parallel"]
+    assert built[1] == ("* **fp16xfp16_mac**: fp16xfp16_mac as built. Components: `pe` x 1, `fp32_adder` x 0 "
+                        "(inside another) per row. Parameters: lanes=8.")
+    assert "| BitMoD 4-lane PE, with its block registers | 4,946 | the authors' RTL synthesised with this " \
+           "project's flow |" in lines
+    assert "| HardFloat FP16xFP16 MAC with fp32 accumulation | 5,562 | Berkeley HardFloat synthesised with " \
+           "this project's flow |" in lines
+    assert "activation vector and the weight memory" in MD.STORAGE_RULE and "flip-flop cost" in MD.STORAGE_RULE
+    tl = MD.targets_markdown(M.targets(rep))
+    assert tl[2] == "| target | measured | met | missed by | what limits it | weight-stream bits/weight |"
+    assert tl[5].startswith("| bitmix MACs/cycle/kGE at W4 >= 1.5x fp16xint8_parallel's (at int8) | 0.500 vs "
+                            "0.500 MACs/cycle/kGE (W4 = int4 = bitmod4): 1.00x | **no** | 0.50x short")
+    assert tl[5].endswith("| 4 vs 8 |")
+    assert len(tl) == 4 + 6 + 1

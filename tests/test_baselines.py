@@ -382,3 +382,60 @@ def test_baseline_odd_shapes(kind, rows, lanes, group_size, sim_build_dir):
     report = run_engine(cfg, cases, "icarus", sim_build_dir, p_valid=0.7, p_ready=0.5, reset_case=True,
                         verilog_text=_verilog(kind, cfg, "icarus"))
     assert [r["mismatches"] for r in report] == [0] * len(cases)
+
+
+# =========================================================================== INT8 x block-FP, bit-parallel
+def _int8xbfp(cfg):
+    from gen.designs import default_designs
+    return next(d for d in default_designs(cfg) if d.name == "int8xbfp_parallel")
+
+
+def test_int8xbfp_design():
+    """The bit-parallel INT8 x block-FP design: the engine with a parallel PE, int8 weights, the
+    config's FP16 activation front end (act_bits) and fp16 scales; only the PE differs from bitmix."""
+    cfg = dataclasses.replace(load(), rows=16, act_bits=14)
+    d = _int8xbfp(cfg)
+    top = _checked_only(d.top())
+    assert top.pe_kind == "parallel"
+    assert (top.cfg.formats, top.cfg.scale_formats, top.cfg.act_mode, top.cfg.act_bits) == (("int8",), ("fp16",),
+                                                                                          "fp16", 14)
+    assert (top.cfg.rows, top.cfg.lanes, top.cfg.group_size) == (16, 8, 128)
+    assert d.macs_per_cycle == {"int8": 8.0}
+    assert d.per_row == {"pe": 1.0, "rescale_unit": 1 / 16, "act_frontend": 1 / 16}
+    assert type(_checked_only(d.components["pe"]())).__name__ == "ParallelPE"
+    assert "decoder" not in d.components
+    assert "an engine of this size would wait 2 cycles per group (7.11 MACs/cycle)" in d.description
+    assert "wait" not in _int8xbfp(load()).description          # R = 4: a group (16 cycles) outlasts the turn (6)
+
+
+def test_pe4_design():
+    from gen.designs import PE4_LANES, default_designs
+
+    cfg = load()
+    d = next(d for d in default_designs(cfg) if d.name == "bitmix_pe4")
+    assert PE4_LANES == 4
+    assert d.per_row == {"pe": 1.0} and set(d.components) == {"pe", "decoder"} and d.top is None
+    pe = _checked_only(d.components["pe"]())
+    assert type(pe).__name__ == "BitSerialPE" and pe.lanes == 4
+    assert d.params["formats"] == list(cfg.formats) and d.params["lanes"] == 4
+    assert d.macs_per_cycle["int4"] == 2.0 and d.macs_per_cycle["int8"] == 1.0
+
+
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_int8xbfp_bit_exact_with_stalls_and_reset(sim, sim_build_dir):
+    """int8xbfp_parallel's own top (default config: R = 4, L = 8, G = 128) against sw.datapath.gemv,
+    random and corner data, random stalls on every stream, a reset in mid-stream."""
+    from amaranth.back import verilog
+
+    from verif.comb_kick import kick
+    from verif.engine_vectors import case
+    from verif.sim import run_engine
+
+    top = _int8xbfp(load()).top()
+    cfg = top.cfg
+    cases = [case(cfg, "int8", "fp16", 2 * cfg.rows + 1, 1024, seed=80, kind="random"),
+             case(cfg, "int8", "fp16", 2 * cfg.rows + 1, 512, seed=81, kind="corners")]
+    v = verilog.convert(top, name="bitmix_engine", emit_src=False)
+    report = run_engine(cfg, cases, sim, sim_build_dir, p_valid=0.7, p_ready=0.6, reset_case=True,
+                        verilog_text=kick(v) if sim == "icarus" else v)
+    assert [r["mismatches"] for r in report] == [0, 0]
