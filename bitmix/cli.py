@@ -19,6 +19,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "lint": ("gen.commands", "lint_main", "yosys synth + check -assert + latch scan, verilator -Wall, every component"),
     "area": ("gen.report", "main", "area and timing of the engine and the baselines (yosys GE, ECP5 Fmax)"),
     "sweep": ("gen.sweep", "main", "lanes x rows x format sets: throughput per area against flexibility"),
+    "formal": ("verif.formal", "main", "SymbiYosys proofs: stream handshakes, decoder table, widths, reset, liveness"),
     "eval": ("sw.eval.__main__", "main", "accuracy of every format and algorithm on SmolLM2-135M and MiniLM"),
     "bench": ("sw.bench", "main", "quantizer throughput on a 4096x4096 fp16 matrix"),
     "formats": ("sw.catalog", "main", "the format catalogue: every element and group format"),

@@ -120,8 +120,13 @@ def harness(dut, name: str = "dut") -> tuple[Module, list]:
     """
     m = Module()
     m.submodules[name] = dut
-    ports = [v for _, member, v in dut.signature.flatten(dut)
-             if member.flow == wiring.In and isinstance(v, Value) and not _is_const(v)]
+    ports = []
+    for _, member, v in dut.signature.flatten(dut):
+        if member.flow != wiring.In:
+            continue
+        v = Value.cast(v)       # a data.View payload is value-castable: left out, it would be undriven (0)
+        if not _is_const(v):
+            ports.append(v)
     return m, ports
 
 
