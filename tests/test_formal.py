@@ -7,7 +7,9 @@ pytest's ``tmp_path``; each test asserts the exact result of a named property.""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from amaranth import Module, Signal
@@ -43,6 +45,50 @@ class DropsValid(wiring.Component):
         m.d.comb += [self.codes.payload.eq(inner.codes.payload), inner.codes.ready.eq(self.codes.ready),
                      self.codes.valid.eq(inner.codes.valid & ~(tick & ~self.codes.ready))]
         return m
+
+
+def test_prop_parameters_are_checked():
+    with pytest.raises(ValueError, match=re.escape("kind='proof': choose from prove, bmc, cover")):
+        F.Prop("p", "x", "proof", 4, lambda: None)
+    with pytest.raises(ValueError, match=re.escape("depth=0 must be a positive int")):
+        F.Prop("p", "x", "prove", 0, lambda: None)
+    with pytest.raises(ValueError, match=re.escape("p: a bounded property needs a reason (why no proof)")):
+        F.Prop("p", "x", "bmc", 4, lambda: None)
+
+
+def test_harness_frees_every_input_port_including_struct_payloads():
+    from amaranth import Value
+
+    from rtl.engine import Engine
+    eng = Engine(replace(SMALL, formats=("fp3",)))
+    eng._MustUse__silence = True
+    _, ports = F.harness(eng)
+    want = [Value.cast(x) for x in (eng.cmd.payload, eng.cmd.valid, eng.act.payload, eng.act.valid, eng.wgt.payload,
+                                    eng.wgt.valid, eng.meta.payload, eng.meta.valid, eng.res.ready)]
+    assert [repr(p) for p in ports] == [repr(p) for p in want]
+
+
+def test_every_property_is_listed_with_its_kind(capsys):
+    from bitmix.cli import main
+    assert main(["formal", "--list"]) == 0
+    rows = [line.split()[:3] for line in capsys.readouterr().out.splitlines()]
+    assert rows == [
+        ["stream_bitmix_engine", "bitmix_engine", "small"],
+        ["stream_bitmix_act_frontend", "bitmix_act_frontend", "small"],
+        ["stream_bitmix_fp6_unpacker", "bitmix_fp6_unpacker", "default"],
+        ["decoder_table", "bitmix_term_decoder", "default"],
+        ["pe_step_exact", "bitmix_pe", "small"],
+        ["pe_group_sum_fits", "bitmix_pe", "default"],
+        ["rescale_no_overflow", "bitmix_rescale_unit", "small"],
+        ["engine_no_res_before_cmd", "bitmix_engine", "small"],
+        ["engine_liveness", "bitmix_engine", "small"],
+    ]
+
+
+def test_make_formal_calls_the_cli_and_z3_is_pinned():
+    root = Path(__file__).resolve().parents[1]
+    assert re.search(r"^formal: setup\n\t\$\(BITMIX\) formal \$\(CONFIG_ARG\)$", (root / "Makefile").read_text(), re.M)
+    assert re.search(r'^    "z3-solver==\d+(\.\d+)+",$', (root / "pyproject.toml").read_text(), re.M)
 
 
 def _stream_prop(make):
@@ -87,16 +133,12 @@ def test_decoder_table_proven_and_an_altered_entry_caught(tmp_path, monkeypatch)
 
 
 def test_group_sum_width_proven_and_one_bit_narrower_caught(tmp_path):
-    from rtl.pe import BitSerialPE
-    cfg = replace(SMALL, formats=("int4",))
-    steps, depth = cfg.steps_per_group, cfg.steps_per_group * cfg.max_terms + 2
-
-    def prop(width):
-        pe = lambda: BitSerialPE(cfg.formats, cfg.lanes, cfg.act_bits, cfg.code_bits, cfg.max_terms,  # noqa: E731
-                                 cfg.shift_bits, width)
-        return F.Prop("pe_group_sum_fits", "pe", "bmc", depth, lambda: P.pe_group_harness(pe(), steps))
-    assert F.run_job(prop(cfg.psum_width), tmp_path / "ok").result == "pass"
-    assert F.run_job(prop(cfg.psum_width - 1), tmp_path / "bad").result == "fail"
+    cfg = replace(SMALL, formats=("int4",), group_size=4)
+    assert F.run_job(F.Prop("pe_group_sum_fits", "pe", "prove", 2, lambda: P.group_sum_harness(cfg)),
+                     tmp_path / "ok").result == "pass"
+    # one bit narrower: the worst case (G x -8 x -2^15 = 2^19) no longer fits; reached at step G
+    assert F.run_job(F.Prop("pe_group_sum_fits", "pe", "prove", cfg.group_size + 2,
+                            lambda: P.group_sum_harness(cfg, cfg.psum_width - 1)), tmp_path / "bad").result == "fail"
 
 
 def test_liveness_holds_at_the_cycle_model_bound_and_fails_below(tmp_path):
@@ -106,7 +148,7 @@ def test_liveness_holds_at_the_cycle_model_bound_and_fails_below(tmp_path):
 
     def prop(b):
         return F.Prop("engine_liveness", "engine", "bmc", b + 2,
-                      lambda: P.engine_liveness_harness(Engine(cfg), cfg, b))
+                      lambda: P.engine_liveness_harness(Engine(cfg), cfg, b), reason="a bound by nature")
     assert F.run_job(prop(bound), tmp_path / "ok").result == "pass"
     assert F.run_job(prop(bound - 6), tmp_path / "bad").result == "fail"
 

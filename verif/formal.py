@@ -68,6 +68,10 @@ class Prop:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"kind={self.kind!r}: choose from {', '.join(KINDS)}")
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
+            raise ValueError(f"depth={self.depth!r} must be a positive int")
+        if self.kind == "bmc" and not self.reason:
+            raise ValueError(f"{self.name}: a bounded property needs a reason (why no proof)")
 
     @property
     def kind_text(self) -> str:
