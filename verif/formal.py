@@ -275,7 +275,8 @@ def main(argv=None, prog: str = "bitmix formal") -> int:
     ap.add_argument("--config", "-c", help="TOML config (default: the embedded default)")
     ap.add_argument("--out", "-o", default="build/reports", help="report directory (default: build/reports)")
     ap.add_argument("--build", default="build/formal", help="job directories (default: build/formal)")
-    ap.add_argument("--jobs", "-j", type=int, default=1, help="jobs run in parallel (default 1)")
+    ap.add_argument("--jobs", "-j", type=int, default=min(2, os.cpu_count() or 1),
+                    help="jobs run in parallel (default: 2, or 1 on a one-core machine)")
     ap.add_argument("--only", action="append", metavar="NAME",
                     help="run only the properties whose name matches (a glob; repeatable)")
     ap.add_argument("--list", action="store_true", help="list the properties and exit")
