@@ -143,8 +143,9 @@ def test_group_sum_width_proven_and_one_bit_narrower_caught(tmp_path):
 
 def test_liveness_holds_at_the_cycle_model_bound_and_fails_below(tmp_path):
     from rtl.engine import Engine
-    cfg = replace(SMALL, formats=("fp3",))
+    cfg = replace(SMALL, formats=("fp3",), group_size=4)
     bound = P.liveness_bound(cfg)
+    assert bound == 16
 
     def prop(b):
         return F.Prop("engine_liveness", "engine", "bmc", b + 2,

@@ -5,30 +5,29 @@ What each proves and how (harness, kind, depth: :mod:`verif.formal` runs them):
 * ``stream_<component>``: for every component with ``amaranth.lib.stream`` ports (found through its
   ``wiring.Signature``, :func:`verif.formal.stream_ports`) and for the engine top: once a beat is
   offered (``valid & ~ready``), ``valid`` stays high and ``payload`` stays the same until it moves,
-  under any ``ready`` pattern; assumed for the streams it consumes, proven for those it produces,
-  under free resets. k-induction.
+  under any ``ready`` pattern; assumed for the streams it consumes, asserted for those it produces,
+  under free resets. k-induction where it closes; bounded (:data:`STREAM_BOUNDED`, the engine top)
+  where a stall keeps unreachable states alive.
 * ``decoder_table``: the term decoder equals ``sw.terms.term_table`` for every format, code,
   selector and term index (and gives the zero term for an unknown format index or a term past
   ``terms(f)``): the table is a constant word in the harness, indexed by the free inputs, so the
   solver covers every input at once (a combinational proof, not an enumeration).
 * ``pe_step_exact``: each enabled cycle adds exactly ``sum_l ±(A_l << shift_l)`` (terms from
   ``sw.terms``) to the PE's group sum, modulo its width (``first`` restarts it; ``en`` low holds
-  it). k-induction. With it the group sum is exact iff the exact sum fits its width, which
-  ``pe_group_sum_fits`` checks over a whole group.
-* ``pe_group_sum_fits``: over a whole group driven as the engine drives it (``G/L`` steps of
-  ``terms(fmt)`` cycles, codes held per step), any codes, selector, format and activations: the
-  group sum equals the exact ``sum_j w_int_j A_j`` (no overflow of the config's worst case).
-  Bounded at one group: the small config (the configured formats and activation width, G = 8).
+  it). k-induction, small engine config.
+* ``pe_group_sum_fits``: the exact group sum ``sum_j w_int_j A_j`` of the configured ``G`` weights
+  (any codes, selectors, formats, activations) fits the PE's width; 1-inductive with the step
+  bound. With ``pe_step_exact`` the PE's group sum is exact (no overflow).
 * ``rescale_no_overflow``: the rescale unit's zero-point correction and scale multiply do not wrap
   for inputs in the engine's ranges (any group sum of the PE's width, zero points of the format's
   width, ``|sum_a| <= G * max|A|``, positive normal fp16 scales, front-end block exponents): the
   fp32 result is zero iff ``Pc = psum - zpc * sum_a`` is, and its sign is ``Pc``'s. Bounded at one
   batch (the pipeline's depth), small config.
 * ``engine_no_res_before_cmd``: after a reset (or power-up) no ``res`` beat is offered until a
-  ``cmd`` beat has been taken. Small config.
+  ``cmd`` beat has been taken. Bounded, small engine config.
 * ``engine_liveness``: with every input valid and ``res`` ready, the first result leaves within the
   cycle model's bound (``sw.cycles``: one tile of one group, plus the front end's fill of one
-  group). Bounded at that bound, small config.
+  group). Bounded at that bound, small engine config.
 """
 from __future__ import annotations
 
@@ -53,16 +52,17 @@ def small_config(cfg: EngineConfig) -> EngineConfig:
 
 
 def engine_config(small: EngineConfig) -> EngineConfig:
-    """The engine top's config for the whole-engine properties: the small config with at most three
-    formats (a Booth INT, a ROM format, an asymmetric INT when configured) to keep the solver quick."""
+    """The engine top's config for the whole-engine properties: the small config with G = 2 L (two
+    beats a group) and at most three formats (a Booth INT, a ROM format, an asymmetric INT when
+    configured) and one scale format, to keep the bounded checks' depth and z3's time small."""
     pick = []
     for want in (T.is_booth, lambda f: not T.is_booth(f), T.is_asym):
         for f in small.formats:
             if want(f) and f not in pick:
                 pick.append(f)
                 break
-    return replace(small, formats=tuple(pick or small.formats[:1]), scale_formats=small.scale_formats[:1],
-                   name="small")
+    return replace(small, group_size=2 * small.lanes, formats=tuple(pick or small.formats[:1]),
+                   scale_formats=small.scale_formats[:1], name="small")
 
 
 def components(cfg: EngineConfig) -> dict:
@@ -100,8 +100,9 @@ def stream_harness(dut):
 ENGINE_REASON = ("the engine holds the front end's double buffer and a tile's counters: with a stream stalled, "
                  "unreachable mid-tile states survive any number of cycles, so k-induction does not close "
                  "without invariants on internal registers; bounded to the cycle model's first-result bound "
-                 "plus two cycles (a result beat and a stall on it), on the small config (2 rows x 2 lanes, "
-                 "G = 8, three formats): the default engine at that depth is beyond z3 here.")
+                 "plus two cycles (a result beat and a stall on it), on the small engine config (2 rows x 2 "
+                 "lanes, G = 4, three formats, fp16 scales): at G = 8 one such job ran past 10 minutes in z3, "
+                 "the default engine is far beyond it.")
 
 #: Components whose stream rule is checked bounded, not proven, and why. k-induction needs every
 #: state that agrees with the property for k cycles to be reachable; a stall of any length keeps
