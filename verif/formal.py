@@ -16,7 +16,8 @@ says why a proof is out of reach) or ``cover`` (a trace reaching the cover exist
 Results: ``pass``, ``fail`` (a counterexample: the trace is in the job's directory), ``unknown``
 (k-induction inconclusive), ``error`` or ``timeout``.
 
-Generic helpers (no component knowledge): :func:`stream_ports` finds a component's
+Generic helpers (no component knowledge; defined in :mod:`verif.formal_props` so that the
+properties do not import this runner, re-exported here): :func:`stream_ports` finds a component's
 ``amaranth.lib.stream`` ports by walking ``component.signature.members``, :func:`harness` wraps a
 component, :func:`stream_rules` adds the handshake rule for one stream (assumed for what the
 component consumes, asserted for what it produces), :func:`run_job` writes and runs one job.
@@ -33,53 +34,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from amaranth import Module, Signal, Value
 from amaranth.back import rtlil
-from amaranth.hdl import Assert, Assume
-from amaranth.lib import stream, wiring
+
+from .formal_props import Prop, harness, past, stream_ports, stream_rules
 
 __all__ = ["Prop", "Result", "stream_ports", "harness", "stream_rules", "past", "run_job", "run",
            "markdown", "main", "tool_env"]
 
-KINDS = ("prove", "bmc", "cover")
 RESULTS = ("pass", "fail", "unknown", "error", "timeout")
-
-
-@dataclass
-class Prop:
-    """One property = one SymbiYosys job.
-
-    ``build()`` returns ``(module, ports)``: the harness and its free inputs (see :func:`harness`).
-    ``kind`` is ``prove``/``bmc``/``cover``; ``depth`` the induction or bound depth; ``reason`` says
-    why a ``bmc`` property is not proven (empty for proofs); ``config`` names the engine config.
-    """
-    name: str
-    component: str
-    kind: str
-    depth: int
-    build: Callable[[], tuple]
-    description: str = ""
-    reason: str = ""
-    config: str = "default"
-    timeout: int = 600
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"kind={self.kind!r}: choose from {', '.join(KINDS)}")
-        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
-            raise ValueError(f"depth={self.depth!r} must be a positive int")
-        if self.kind == "bmc" and not self.reason:
-            raise ValueError(f"{self.name}: a bounded property needs a reason (why no proof)")
-
-    @property
-    def kind_text(self) -> str:
-        if self.kind == "prove":
-            return f"k-induction proof (depth {self.depth})"
-        if self.kind == "cover":
-            return f"cover within {self.depth} cycles"
-        return f"bounded at depth {self.depth}"
 
 
 @dataclass
@@ -90,76 +53,6 @@ class Result:
     workdir: str
     log: str = ""
     extra: dict = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------- harness (generic)
-def stream_ports(component) -> list[tuple[str, str, object]]:
-    """``(name, role, interface)`` of every ``amaranth.lib.stream`` port of ``component``.
-
-    ``role`` is ``"in"`` when the component consumes the stream (its member is ``In(...)``) and
-    ``"out"`` when it produces it. Nested (non-stream) interfaces are walked; names join with ``__``.
-    """
-    out = []
-
-    def walk(sig, obj, prefix, flipped):
-        for name, member in sig.members.items():
-            if not member.is_signature:
-                continue
-            sub = getattr(obj, name) if not isinstance(name, int) else obj[name]
-            flow_in = (member.flow == wiring.In) != flipped
-            full = f"{prefix}{name}"
-            if isinstance(member.signature, stream.Signature):
-                out.append((full, "in" if flow_in else "out", sub))
-            else:
-                walk(member.signature, sub, full + "__", flow_in)
-    walk(component.signature, component, "", False)
-    return out
-
-
-def harness(dut, name: str = "dut") -> tuple[Module, list]:
-    """A module holding ``dut`` and the list of ``dut``'s input ports (the harness's free inputs).
-
-    Properties add statements to the module; :func:`run_job` makes the listed ports the
-    top-level inputs, so each takes any value in every cycle unless an ``Assume`` constrains it.
-    """
-    m = Module()
-    m.submodules[name] = dut
-    ports = []
-    for _, member, v in dut.signature.flatten(dut):
-        if member.flow != wiring.In:
-            continue
-        v = Value.cast(v)       # a data.View payload is value-castable: left out, it would be undriven (0)
-        if not _is_const(v):
-            ports.append(v)
-    return m, ports
-
-
-def _is_const(v) -> bool:
-    from amaranth.hdl import Const
-    return isinstance(v, Const)
-
-
-def past(m: Module, value, name: str):
-    """A register holding ``value`` of the previous cycle (Amaranth 0.5 has no ``Past``); reset to 0."""
-    v = Value.cast(value)
-    r = Signal(len(v), name=name)
-    m.d.sync += r.eq(v)
-    return r
-
-
-def stream_rules(m: Module, port, role: str, name: str) -> None:
-    """The stream rule for one port: once ``valid & ~ready``, ``valid`` stays high and ``payload``
-    stays the same until the beat moves. Assumed for ``role == "in"`` (any ``ready`` pattern of the
-    component, any legal source), asserted for ``role == "out"`` (any ``ready`` of the sink).
-    A reset ends the obligation (the hold register is in the reset domain)."""
-    valid = Value.cast(port.valid)
-    ready = Value.cast(port.ready)
-    payload = Value.cast(port.payload)
-    hold = past(m, valid & ~ready, f"{name}_held")
-    prev = past(m, payload, f"{name}_prev_payload")
-    ok = valid & (payload == prev)
-    with m.If(hold):
-        m.d.comb += (Assume(ok) if role == "in" else Assert(ok))
 
 
 # ---------------------------------------------------------------------------- one job
