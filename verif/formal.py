@@ -172,6 +172,8 @@ def main(argv=None, prog: str = "bitmix formal") -> int:
                     help="jobs run in parallel (default: 2, or 1 on a one-core machine)")
     ap.add_argument("--only", action="append", metavar="NAME",
                     help="run only the properties whose name matches (a glob; repeatable)")
+    ap.add_argument("--all", action="store_true",
+                    help="also run the optional properties (z3 does not finish them here; see --list)")
     ap.add_argument("--list", action="store_true", help="list the properties and exit")
     args = ap.parse_args(argv)
     from gen.config import ConfigError, load
@@ -191,8 +193,10 @@ def main(argv=None, prog: str = "bitmix formal") -> int:
             return 2
     if args.list:
         for p in props:
-            print(f"{p.name:40s} {p.component:22s} {p.config:8s} {p.kind_text}")
+            print(f"{p.name:40s} {p.component:22s} {p.config:8s} {p.kind_text}" + ("  (optional)" if p.optional else ""))
         return 0
+    if not args.only and not args.all:
+        props = [p for p in props if not p.optional]
     t0 = time.perf_counter()
     results = run(props, args.build, args.jobs)
     seconds = time.perf_counter() - t0
