@@ -73,15 +73,15 @@ def test_every_property_is_listed_with_its_kind(capsys):
     assert main(["formal", "--list"]) == 0
     rows = [line.split()[:3] for line in capsys.readouterr().out.splitlines()]
     assert rows == [
-        ["stream_bitmix_engine", "bitmix_engine", "small"],
+        ["stream_bitmix_engine", "bitmix_engine", "small-engine"],
         ["stream_bitmix_act_frontend", "bitmix_act_frontend", "small"],
         ["stream_bitmix_fp6_unpacker", "bitmix_fp6_unpacker", "default"],
         ["decoder_table", "bitmix_term_decoder", "default"],
-        ["pe_step_exact", "bitmix_pe", "small"],
+        ["pe_step_exact", "bitmix_pe", "small-engine"],
         ["pe_group_sum_fits", "bitmix_pe", "default"],
         ["rescale_no_overflow", "bitmix_rescale_unit", "small"],
-        ["engine_no_res_before_cmd", "bitmix_engine", "small"],
-        ["engine_liveness", "bitmix_engine", "small"],
+        ["engine_no_res_before_cmd", "bitmix_engine", "small-engine"],
+        ["engine_liveness", "bitmix_engine", "small-engine"],
     ]
 
 

@@ -200,9 +200,11 @@ def main(argv=None, prog: str = "bitmix formal") -> int:
     t0 = time.perf_counter()
     results = run(props, args.build, args.jobs)
     seconds = time.perf_counter() - t0
-    configs = {"default" if cfg.name == "default" else cfg.name: _cfg_text(cfg), "small": _cfg_text(small)}
+    from .formal_props import engine_config
+    configs = {"default" if cfg.name == "default" else cfg.name: _cfg_text(cfg), "small": _cfg_text(small),
+               "small-engine": _cfg_text(engine_config(small))}
     doc = {
-        "configs": {"main": cfg.to_dict(), "small": small.to_dict()},
+        "configs": {"main": cfg.to_dict(), "small": small.to_dict(), "small-engine": engine_config(small).to_dict()},
         "seconds": seconds,
         "properties": [{"name": p.name, "component": p.component, "config": p.config, "kind": p.kind,
                         "depth": p.depth, "kind_text": p.kind_text, "reason": p.reason,

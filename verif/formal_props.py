@@ -255,7 +255,8 @@ def stream_props(cfg: EngineConfig, small: EngineConfig) -> list[Prop]:
         out.append(Prop(f"stream_{name}", name, "bmc" if bounded else "prove",
                         stream_depth(name, small) if bounded else 4,
                         (lambda n=name, c=c: stream_harness(component(c, n))),
-                        desc, reason=reason, config="small" if bounded else "default"))
+                        desc, reason=reason,
+                        config=("small-engine" if name == top else "small") if bounded else "default"))
     return out
 
 
@@ -405,7 +406,7 @@ def pe_props(cfg: EngineConfig, small: EngineConfig) -> list[Prop]:
              "INT): the arithmetic around the decoder (shift, XOR negation, the root's count of negative "
              "terms, the adder tree) does not depend on the format; decoder_table proves every configured "
              "format's table. With all twelve formats' tables on both sides z3 ran past 5 minutes.",
-             config="small"),
+             config="small-engine"),
         Prop("pe_group_sum_fits", "bitmix_pe", "prove", 2,
              lambda: group_sum_harness(cfg),
              f"the exact group sum sum_j w_int_j A_j of G = {cfg.group_size} weights (any codes, selectors, "
@@ -559,7 +560,7 @@ def engine_props(small: EngineConfig) -> list[Prop]:
              lambda: engine_no_res_harness(component(ec, top), ec),
              "after a reset (or power-up) no res beat is offered until a cmd beat has been taken; legal "
              "commands, inputs under the stream rule, any ready pattern, free resets.",
-             reason=ENGINE_REASON, config="small"),
+             reason=ENGINE_REASON, config="small-engine"),
         Prop("engine_liveness", top, "bmc", bound + 2,
              lambda: engine_liveness_harness(component(ec, top), ec, bound),
              f"with every input valid from power-up and res ready, a one-group command's result is offered "
@@ -567,7 +568,7 @@ def engine_props(small: EngineConfig) -> list[Prop]:
              "deadlock on the way.",
              reason="a bound on when a result appears is a bounded property by nature (BMC to the bound is "
                     "its proof from power-up); small config for the depth.",
-             config="small"),
+             config="small-engine"),
     ]
 
 
