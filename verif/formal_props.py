@@ -167,11 +167,23 @@ def small_config(cfg: EngineConfig) -> EngineConfig:
 
 def engine_config(small: EngineConfig) -> EngineConfig:
     """The engine top's config for the whole-engine properties: the small config with G = 2 L (two
-    beats a group) and at most three formats (a Booth INT, a ROM format, an asymmetric INT when
-    configured) and one scale format, to keep the bounded checks' depth and z3's time small."""
+    beats a group) and at most three formats (an INT, an FP/BitMoD format, an asymmetric INT when
+    configured) whose packed weight stream suits 2 lanes (4- and 8-bit formats; the 3- and 6-bit
+    ones need 8 and 4 lanes) and one scale format, to keep the bounded checks' depth and z3's time
+    small."""
+    from sw.weight_stream import check_geometry
+
+    def fits(f):
+        try:
+            check_geometry([f], small.lanes, 2 * small.lanes, 8 * small.lanes)
+            return True
+        except ValueError:
+            return False
     pick = []
     for want in (T.is_booth, lambda f: not T.is_booth(f), T.is_asym):
         for f in small.formats:
+            if not fits(f):
+                continue
             if want(f) and f not in pick:
                 pick.append(f)
                 break
@@ -525,8 +537,10 @@ def engine_no_res_harness(eng, cfg: EngineConfig):
 
 def liveness_bound(cfg: EngineConfig) -> int:
     """Cycles from the first command to the first result, no stalls: the cycle model of one tile of
-    one group (``sw.cycles``) plus the front end's fill of one group (``G/L`` beats + 1)."""
-    return cfg.shape.gemv_cycles(cfg.max_terms, cfg.rows, cfg.group_size) + cfg.steps_per_group + 1
+    one group of the slowest format (``sw.cycles``, the weight port's fill included)."""
+    from sw.weight_stream import fill_cycles
+    return cfg.shape.gemv_cycles(cfg.max_terms, cfg.rows, cfg.group_size,
+                                 fill=max(fill_cycles(f) for f in cfg.formats))
 
 
 def engine_liveness_harness(eng, cfg: EngineConfig, bound: int):
