@@ -83,7 +83,7 @@ def _rescale_wait(cfg: EngineConfig, terms: int) -> str:
     if busy >= turn:
         return ""
     return (f". Its MACs/cycle is the PE's rate; at R = {cfg.rows} rows a group of {busy} cycles is shorter than "
-            f"the shared rescale unit's {turn}, so an engine of this size would wait {turn - busy} cycles per group "
+            f"the shared rescale unit's {turn}, so an engine of this size would wait {turn - busy} cycle{'s' if turn - busy > 1 else ''} per group "
             f"({cfg.lanes * busy / turn:.2f} MACs/cycle): the comparison is in its favour")
 
 

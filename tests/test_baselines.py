@@ -401,10 +401,10 @@ def test_int8xbfp_design():
                                                                                           "fp16", 14)
     assert (top.cfg.rows, top.cfg.lanes, top.cfg.group_size) == (16, 8, 128)
     assert d.macs_per_cycle == {"int8": 8.0}
-    assert d.per_row == {"pe": 1.0, "rescale_unit": 1 / 16, "act_frontend": 1 / 16}
+    assert d.per_row == {"pe": 1.0, "rescale_unit": 1 / 16, "act_frontend": 1 / 16, "weight_port": 1 / 16}
     assert type(_checked_only(d.components["pe"]())).__name__ == "ParallelPE"
     assert "decoder" not in d.components
-    assert "an engine of this size would wait 2 cycles per group (7.11 MACs/cycle)" in d.description
+    assert "an engine of this size would wait 1 cycle per group (7.53 MACs/cycle)" in d.description
     assert "wait" not in _int8xbfp(load()).description          # R = 4: a group (16 cycles) outlasts the turn (6)
 
 

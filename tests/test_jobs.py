@@ -81,7 +81,8 @@ def test_sim_runs_are_named_jobs_and_a_failed_run_is_reported_by_name(monkeypatc
     def fake_run_part(cfg, simulator, root, part, quick=False, waves=True):
         if part == "int8":
             raise RuntimeError("simulator crashed")
-        return [{"name": f"{simulator}-{part}", "cycles": 200, "ideal": 100, "mismatches": 0}]
+        return [{"name": f"int4/fp16/{part}", "cycles": 200, "ideal": 100, "model": 200, "mismatches": 0,
+                 "beats": 1, "violations": 0}]
 
     monkeypatch.setattr(sim, "run_part", fake_run_part)
     res = sim.suite(cfg, ["icarus"], tmp_path, quick=True, waves=False, scheduler="serial")
