@@ -50,25 +50,37 @@ def to_verilog(component, name: str) -> str:
 FILE_NAMES = {"decoder": "bitmix_term_decoder"}
 
 
-def components(cfg: EngineConfig) -> dict:
-    """Name -> freshly built component, the top first: the engine (wrapped as AXI4-Stream with
-    ``interface = "axis"``), the components the area report prices (:func:`gen.designs.engine_design`,
+def builders(cfg: EngineConfig) -> dict:
+    """Name -> a function building that component, the top first: the engine (wrapped as AXI4-Stream
+    with ``interface = "axis"``), the components the area report prices (:func:`gen.designs.engine_design`,
     one definition of how each is built) and the fp32 conversion and adder inside the rescale unit."""
     from rtl.engine import Engine
     from rtl.fp32 import Fp32Adder, ScaledIntToFp32
 
     from .designs import engine_design
 
-    top = Engine(cfg)
-    if cfg.interface == "axis":
-        from rtl.axis import AxisWrapper
-        top = AxisWrapper(top)
+    def top():
+        if cfg.interface == "axis":
+            from rtl.axis import AxisWrapper
+            return AxisWrapper(Engine(cfg))
+        return Engine(cfg)
     out = {TOP: top}
     for name, build in engine_design(cfg, TOP, "").components.items():
-        out[FILE_NAMES.get(name, f"bitmix_{name}")] = build()
-    out["bitmix_fp32_convert"] = ScaledIntToFp32(cfg.psum_width + 12, 10)
-    out["bitmix_fp32_adder"] = Fp32Adder()
+        out[FILE_NAMES.get(name, f"bitmix_{name}")] = build
+    out["bitmix_fp32_convert"] = lambda: ScaledIntToFp32(cfg.psum_width + 12, 10)
+    out["bitmix_fp32_adder"] = Fp32Adder
     return out
+
+
+def components(cfg: EngineConfig) -> dict:
+    """Name -> freshly built component, the top first (:func:`builders`)."""
+    return {name: build() for name, build in builders(cfg).items()}
+
+
+def component(cfg: EngineConfig, name: str):
+    """One freshly built component by name (only that one is built: a small config may suit a
+    component but not the whole engine)."""
+    return builders(cfg)[name]()
 
 
 def _layout_fields(shape) -> list[dict] | None:
