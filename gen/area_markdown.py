@@ -42,8 +42,10 @@ def _built(d: dict) -> str:
 STORAGE_RULE = (
     "Storage both sides need, the activation vector and the weight memory behind the act and wgt streams, is "
     "outside every design, bitmix and baselines alike. Storage only one side needs is inside that side, at "
-    "flip-flop cost (no SRAM macro): bitmix's activation group buffer is in its front end (and so in "
-    "int8xbfp_parallel's, which shares that front end); the FP16 MAC and the FP16xINT8 design need none.")
+    "flip-flop cost (no SRAM macro): bitmix's weight port keeps up to 8L bits per row (the FP6 seg2 word, the "
+    "3-bit tail) and is priced in its row; bitmix's front end has no group buffer (the host sends each "
+    "group's block exponent with its first beat, computed once per activation vector); the FP16 MAC and the "
+    "FP16xINT8 design need no buffer either.")
 
 
 def targets_markdown(tg: list[dict]) -> list[str]:

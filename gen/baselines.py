@@ -12,7 +12,7 @@
 
 Storage both sides need (the activation vector and the weight memory behind the streams) is
 outside every design; storage only one side needs is inside it at flip-flop cost (bitmix's
-activation group buffer is in its front end; neither baseline needs one). The per-tile
+weight port flops are in its row; neither baseline needs a buffer). The per-tile
 control, the group scale registers and the result register are in ``top`` only, as for the
 bitmix designs.
 """
