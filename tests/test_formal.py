@@ -180,10 +180,10 @@ def test_liveness_holds_at_the_cycle_model_bound_and_fails_below(tmp_path):
 
 
 def test_main_writes_the_report(tmp_path):
-    rc = F.main(["--only", "decoder_table", "--out", str(tmp_path / "r"),
+    rc = F.main(["--only", "stream_bitmix_act_frontend", "--out", str(tmp_path / "r"),
                  "--build", str(tmp_path / "b")])
     assert rc == 0
     doc = json.loads((tmp_path / "r" / "formal.json").read_text())
     assert [(p["name"], p["result"], p["kind"]) for p in doc["properties"]] == \
-        [("decoder_table", "pass", "prove")]
-    assert "decoder_table" in (tmp_path / "r" / "formal.md").read_text()
+        [("stream_bitmix_act_frontend", "pass", "bmc")]
+    assert "stream_bitmix_act_frontend" in (tmp_path / "r" / "formal.md").read_text()
