@@ -424,9 +424,7 @@ def test_pe4_design():
 def test_int8xbfp_bit_exact_with_stalls_and_reset(sim, sim_build_dir):
     """int8xbfp_parallel's own top (default config: R = 4, L = 8, G = 128) against sw.datapath.gemv,
     random and corner data, random stalls on every stream, a reset in mid-stream."""
-    from amaranth.back import verilog
-
-    from verif.comb_kick import kick
+    from gen.elaborate import to_verilog
     from verif.engine_vectors import case
     from verif.sim import run_engine
 
@@ -434,7 +432,6 @@ def test_int8xbfp_bit_exact_with_stalls_and_reset(sim, sim_build_dir):
     cfg = top.cfg
     cases = [case(cfg, "int8", "fp16", 2 * cfg.rows + 1, 1024, seed=80, kind="random"),
              case(cfg, "int8", "fp16", 2 * cfg.rows + 1, 512, seed=81, kind="corners")]
-    v = verilog.convert(top, name="bitmix_engine", emit_src=False)
     report = run_engine(cfg, cases, sim, sim_build_dir, p_valid=0.7, p_ready=0.6, reset_case=True,
-                        verilog_text=kick(v) if sim == "icarus" else v)
+                        verilog_text=to_verilog(top, "bitmix_engine"))
     assert [r["mismatches"] for r in report] == [0, 0]

@@ -436,11 +436,10 @@ def cocotb_vectors(seed: int = 11) -> dict:
 
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
 def test_cocotb_weight_port(sim, sim_build_dir):
-    from verif.comb_kick import kick
+    from gen.elaborate import to_verilog
     from verif.runner import run_cocotb
 
     port = WeightPort(formats=ALL, rows=2, lanes=8, group_size=64)
-    text = verilog.convert(port, name="bitmix_weight_port")
-    res = run_cocotb(kick(text) if sim == "icarus" else text, "bitmix_weight_port", "test_weight_port", sim=sim,
+    res = run_cocotb(to_verilog(port, "bitmix_weight_port"), "bitmix_weight_port", "test_weight_port", sim=sim,
                      build_dir=sim_build_dir, vectors=cocotb_vectors(), expect_tests=1)
     assert res.passed_names == ["weight_port_tiles"]
