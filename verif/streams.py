@@ -31,7 +31,7 @@ from __future__ import annotations
 import random
 
 import cocotb
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 __all__ = ["StreamSource", "StreamSink", "StreamMonitor", "stream_handles"]
 
@@ -41,6 +41,21 @@ def stream_handles(dut, name: str, *, valid=..., ready=..., payload=...):
     return (getattr(dut, f"{name}__valid") if valid is ... else valid,
             getattr(dut, f"{name}__ready") if ready is ... else ready,
             getattr(dut, f"{name}__payload") if payload is ... else payload)
+
+
+async def reset_idle(dut, inputs, outputs, *, cycles: int = 2, **held) -> None:
+    """Synchronous reset with every stream idle: ``<in>__valid`` low for ``inputs``, ``<out>__ready``
+    low for ``outputs``, the other signals in ``held`` set (e.g. ``fmt=0``), ``rst`` high for
+    ``cycles`` rising edges of ``dut.clk``, then low."""
+    for name in inputs:
+        getattr(dut, f"{name}__valid").value = 0
+    for name in outputs:
+        getattr(dut, f"{name}__ready").value = 0
+    for name, value in held.items():
+        getattr(dut, name).value = value
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, cycles)
+    dut.rst.value = 0
 
 
 def _bit(handle, what: str) -> int:

@@ -21,7 +21,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from verif.runner import load_vectors
-from verif.streams import StreamMonitor, StreamSink, StreamSource
+from verif.streams import StreamMonitor, StreamSink, StreamSource, reset_idle
 
 RES_LANE_BITS = 32
 
@@ -35,12 +35,7 @@ def res_masks(case) -> list[int]:
 
 
 async def reset(dut, names, cycles: int = 2):
-    for name in names:
-        getattr(dut, f"{name}__valid").value = 0
-    dut.res__ready.value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, cycles)
-    dut.rst.value = 0
+    await reset_idle(dut, names, ["res"], cycles=cycles)
 
 
 async def run_case(dut, case, mon: StreamMonitor, cmd_mon: StreamMonitor, p_valid, p_ready, rng):

@@ -24,7 +24,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from verif.runner import load_vectors
-from verif.streams import StreamMonitor, StreamSink, StreamSource
+from verif.streams import StreamMonitor, StreamSink, StreamSource, reset_idle
 
 
 @cocotb.test()
@@ -32,12 +32,7 @@ async def fp6_unpack_random_stalls(dut):
     vec = load_vectors()
     rng = random.Random(vec["seed"])
     Clock(dut.clk, 10, unit="ns").start()
-    dut.seg2__valid.value = 0
-    dut.seg4__valid.value = 0
-    dut.codes__ready.value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
+    await reset_idle(dut, ["seg2", "seg4"], ["codes"])
     await ReadOnly()
     assert int(dut.codes__valid.value) == 0, "codes.valid must be low after reset"
     packed = [sum(c << (6 * i) for i, c in enumerate(beat)) for beat in vec["codes"]]

@@ -17,7 +17,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, with_timeout
 
 from verif.runner import load_vectors
-from verif.streams import StreamMonitor, StreamSink, StreamSource
+from verif.streams import StreamMonitor, StreamSink, StreamSource, reset_idle
 
 
 @cocotb.test()
@@ -25,11 +25,7 @@ async def stream_stage(dut):
     vec = load_vectors()
     rng = random.Random(vec["seed"])
     Clock(dut.clk, 10, unit="ns").start()
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
+    await reset_idle(dut, ["i"], ["o"])
     mon = StreamMonitor(dut, "o", clk=dut.clk).start()
     mon.expect(vec["beats"])
     sink = StreamSink(dut, "o", clk=dut.clk, rng=rng, p_ready=vec["p_ready"]).start()

@@ -18,9 +18,10 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ReadOnly, RisingEdge
 
 from verif.runner import load_vectors
+from verif.streams import reset_idle
 
 
 async def stream_tile(dut, tile: dict, p_in: float, p_out: float, rng: random.Random, errors: list,
@@ -76,12 +77,7 @@ async def weight_port_tiles(dut):
     vec = load_vectors()
     rng = random.Random(vec["seed"])
     Clock(dut.clk, 10, unit="ns").start()
-    dut.words__valid.value = 0
-    dut.wgt__ready.value = 0
-    dut.fmt.value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
+    await reset_idle(dut, ["words"], ["wgt"], fmt=0)
     errors: list[str] = []
     for ph, phase in enumerate(vec["phases"]):
         total = 0
