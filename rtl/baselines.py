@@ -70,6 +70,20 @@ def baseline_meta_layout(code_bits: int) -> data.StructLayout:
     return data.StructLayout({"scale": 16, "sel": 2, "zp": code_bits})
 
 
+
+def engine_ports(cfg, code_bits: int) -> dict:
+    """The five streams every baseline engine shares with the bitmix engine: ``cmd`` and ``act``
+    (the engine's layouts; ``emax`` unused), ``wgt`` (R x L slots of ``code_bits``), ``meta`` (R x
+    :func:`baseline_meta_layout`), ``res`` (R x fp32)."""
+    R, L = cfg.rows, cfg.lanes
+    return {
+        "cmd": In(stream.Signature(cmd_layout(cfg))),
+        "act": In(stream.Signature(act_layout(L, "fp16"))),
+        "wgt": In(stream.Signature(R * L * code_bits)),
+        "meta": In(stream.Signature(data.ArrayLayout(baseline_meta_layout(code_bits), R))),
+        "res": Out(stream.Signature(R * 32)),
+    }
+
 class _LaneRow(wiring.Component):
     """Shared datapath of a baseline row: ``lanes`` products -> fp32 lane accumulators -> tree.
 
@@ -165,17 +179,11 @@ class _BaselineEngine(wiring.Component):
 
     def __init__(self, cfg):
         self.cfg = cfg
-        R, L = cfg.rows, cfg.lanes
+        L = cfg.lanes
         B = self.row_class.code_bits
         self.code_bits = B
         self.levels = len(reduction_schedule(L))
-        super().__init__({
-            "cmd": In(stream.Signature(cmd_layout(cfg))),
-            "act": In(stream.Signature(act_layout(L, "fp16"))),   # the engine's; emax unused
-            "wgt": In(stream.Signature(R * L * B)),
-            "meta": In(stream.Signature(data.ArrayLayout(baseline_meta_layout(B), R))),
-            "res": Out(stream.Signature(R * 32)),
-        })
+        super().__init__(engine_ports(cfg, B))
 
     def elaborate(self, platform):
         cfg = self.cfg
@@ -569,14 +577,7 @@ class Fp16Int8Engine(wiring.Component):
                              f"{pb}-bit group sum; the rescale unit takes at most {MAX_INT8_PSUM_BITS}")
         self.cfg, self.guard_bits, self.psum_bits = cfg, guard_bits, pb
         self.code_bits = INT8_CODE_BITS
-        R, L, B = cfg.rows, cfg.lanes, INT8_CODE_BITS
-        super().__init__({
-            "cmd": In(stream.Signature(cmd_layout(cfg))),
-            "act": In(stream.Signature(act_layout(L, "fp16"))),   # the engine's; emax unused
-            "wgt": In(stream.Signature(R * L * B)),
-            "meta": In(stream.Signature(data.ArrayLayout(baseline_meta_layout(B), R))),
-            "res": Out(stream.Signature(R * 32)),
-        })
+        super().__init__(engine_ports(cfg, INT8_CODE_BITS))
 
     def elaborate(self, platform):
         cfg = self.cfg

@@ -118,6 +118,18 @@ def control_layout(formats, max_terms: int, shift_bits: int) -> data.StructLayou
     })
 
 
+def _take_args(component, formats, max_terms: int, shift_bits: int, code_bits: int) -> None:
+    """Check the decoder parameters (:func:`_check_args`) and store them on ``component``; a rejected
+    instance is silenced (it is not an "unused elaboratable")."""
+    component.formats = list(formats)
+    try:
+        _check_args(component.formats, max_terms, shift_bits, code_bits)
+    except ValueError:
+        component._MustUse__silence = True
+        raise
+    component.max_terms, component.shift_bits, component.code_bits = max_terms, shift_bits, code_bits
+
+
 class TermControl(wiring.Component):
     """Per-row half of the term decoder: ``fmt``, ``sel``, ``term`` -> :func:`control_layout`.
 
@@ -128,13 +140,7 @@ class TermControl(wiring.Component):
     """
 
     def __init__(self, *, formats, max_terms: int, shift_bits: int, code_bits: int):
-        self.formats = list(formats)
-        try:
-            _check_args(self.formats, max_terms, shift_bits, code_bits)
-        except ValueError:
-            self._MustUse__silence = True
-            raise
-        self.max_terms, self.shift_bits, self.code_bits = max_terms, shift_bits, code_bits
+        _take_args(self, formats, max_terms, shift_bits, code_bits)
         super().__init__({
             "fmt": In(range(max(2, len(self.formats)))),
             "sel": In(2),
@@ -199,13 +205,7 @@ class LaneDecoder(wiring.Component):
     """
 
     def __init__(self, *, formats, max_terms: int, shift_bits: int, code_bits: int):
-        self.formats = list(formats)
-        try:
-            _check_args(self.formats, max_terms, shift_bits, code_bits)
-        except ValueError:
-            self._MustUse__silence = True
-            raise
-        self.max_terms, self.shift_bits, self.code_bits = max_terms, shift_bits, code_bits
+        _take_args(self, formats, max_terms, shift_bits, code_bits)
         super().__init__({
             "code": In(code_bits),
             "ctrl": In(control_layout(self.formats, max_terms, shift_bits)),
