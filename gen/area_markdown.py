@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .format_cost import markdown as format_cost_markdown
+
 
 def fmt_value(v, nd=0) -> str:
     """A figure for a table: thousands separators, ``nd`` decimals, an en dash for None."""
@@ -115,6 +117,9 @@ def markdown(rep: dict) -> str:
              "component Fmax on ECP5 (each component with registered inputs and outputs). `weight bits/weight`: "
              "weight-stream bits per weight at the compared format (`gen.area_metrics.weight_stream_bits`).\n")
 
+    for d in rep["designs"]:
+        if d.get("format_costs"):
+            L += format_cost_markdown(d["format_costs"], d["row"].get("ge"))
     L.append("## Per component\n")
     L.append("`count/row` is how many of the component one row needs; a component with count 0 is contained "
              "in another (e.g. the term decoders are inside the PE) and is listed for the breakdown only. "

@@ -62,9 +62,11 @@ def run_tool_job(job: ToolJob, cache: Cache | None) -> dict:
 
 
 def run_jobs(jobs: list[ToolJob], cache: Cache | None, *, scheduler: str | None = None, workers: int | None = None,
-             desc: str = "synthesis", progress: bool = True) -> dict:
+             desc: str = "synthesis", progress: bool = True, extra: list | None = None) -> dict:
     """Run ``jobs`` (longest first) on the job engine; ``{job.key: result}``. A job whose worker failed
-    twice gives ``{"error": ...}`` like a failed tool run."""
-    out = J.run([J.Job(j.name, run_tool_job, (j, cache), weight=j.weight) for j in jobs], scheduler=scheduler,
-                workers=workers, desc=desc, progress=progress)
-    return {j.key: out[j.name] for j in jobs}
+    twice gives ``{"error": ...}`` like a failed tool run. ``extra``: other :class:`sw.jobs.Job` to run
+    on the same engine at the same time, their results under their names."""
+    extra = list(extra or ())
+    out = J.run([J.Job(j.name, run_tool_job, (j, cache), weight=j.weight) for j in jobs] + extra,
+                scheduler=scheduler, workers=workers, desc=desc, progress=progress)
+    return {**{j.key: out[j.name] for j in jobs}, **{e.name: out[e.name] for e in extra}}

@@ -26,10 +26,12 @@ import sys
 import time
 from pathlib import Path
 
+from sw import jobs as J
 from sw.jobs import scheduler_from
 from sw.report_files import write_report
 
 from . import area as A
+from . import format_cost as FC
 from .area_markdown import fmt_value, markdown, plots
 from .area_metrics import (
     ANCHORS,
@@ -74,7 +76,10 @@ def flow_description() -> dict:
 def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool = True, top_fpga: bool = True,
           top_fpga_timeout: float = 300.0, timeout: float = 3600.0, freq_mhz: float = A.ECP5_FREQ_MHZ,
           scheduler: str | None = None, workers: int | None = None, use_cache: bool = True,
-          progress: bool = True, log=print) -> dict:
+          progress: bool = True, format_costs=None, log=print) -> dict:
+    """Price ``designs`` on every flow into ``out/area.{json,md}`` and the plots. ``format_costs``: the
+    config of the design named ``bitmix`` (at the per-row R) to price again without each format
+    (:mod:`gen.format_cost`), or None."""
     t_start = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,8 +114,13 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
         if fpga and (not is_top or top_fpga):
             jl.append(ToolJob((dn, c, "ecp5"), "ecp5", p, name, top_fpga_timeout if is_top else timeout,
                           {"freq_mhz": freq_mhz, "nodsp": True}, weight=2.5 * size))
+    bm = next((d for d in designs if d.name == "bitmix"), None) if format_costs is not None else None
+    variants = FC.variant_components(format_costs, bm) if bm is not None else {}
+    extra = [J.Job(f"format_cost/{label}/{c}", FC.measure,
+                   (format_costs, bm.name, label, v["formats"], c, work / "format_cost", cache, timeout),
+                   weight=1.0) for label, v in variants.items() for c in v["components"]]
     t0 = time.perf_counter()
-    res = run_jobs(jl, cache, scheduler=scheduler, workers=workers, desc="area", progress=progress)
+    res = run_jobs(jl, cache, scheduler=scheduler, workers=workers, desc="area", progress=progress, extra=extra)
     t_tools = time.perf_counter() - t0
 
     # 3. figures
@@ -147,6 +157,12 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
                             "emit_seconds": emit_s.get(f"{d.name}/top"), "metrics": component_metrics(a, f),
                             "asic": a, "ecp5": f, "note": "; ".join(notes)}
         rep_designs.append(entry)
+        if d is bm:
+            full = {c: (res.get((d.name, c, "asic")) or {}).get("ge", {}).get("ge") for c in FC.COMPONENTS}
+            ge = {label: {"formats": v["formats"],
+                          "ge": {c: (res.get(f"format_cost/{label}/{c}") or {}).get("ge", {}).get("ge")
+                                 for c in v["components"]}} for label, v in variants.items()}
+            entry["format_costs"] = FC.savings(d.per_row, full, ge)
 
     runs = list(res.values())
     rep = {
@@ -207,6 +223,9 @@ def parser(ap: argparse.ArgumentParser | None = None, prog: str | None = None) -
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per tool run otherwise (default 3600)")
     ap.add_argument("--freq", type=float, default=A.ECP5_FREQ_MHZ, help="nextpnr target frequency, MHz")
     add_job_options(ap)
+    ap.add_argument("--no-format-costs", action="store_true",
+                    help="skip the table of what each weight format costs (the bitmix row synthesised again "
+                         "without each format, kind and code width; GE flow only)")
     ap.add_argument("--no-cache", action="store_true", help="measure everything again")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return ap
@@ -233,7 +252,8 @@ def run_args(args: argparse.Namespace) -> int:
     if not isinstance(args.rows, int) or args.rows < 1:
         print(f"error: --rows={args.rows!r} must be a positive integer", file=sys.stderr)
         return 2
-    designs = default_designs(dataclasses.replace(cfg, rows=args.rows))
+    row_cfg = dataclasses.replace(cfg, rows=args.rows)
+    designs = default_designs(row_cfg)
     for d, whole in zip(designs, default_designs(cfg)):      # the whole engine at the config's rows
         d.top = whole.top
         d.params["top_rows"] = cfg.rows
@@ -248,7 +268,8 @@ def run_args(args: argparse.Namespace) -> int:
     rep = build(designs, cfg, Path(args.work), Path(args.out), fpga=not args.no_fpga, top=not args.no_top,
                 top_fpga=not args.no_top_fpga, top_fpga_timeout=args.top_fpga_timeout, timeout=args.timeout,
                 freq_mhz=args.freq, scheduler=args.scheduler, workers=args.workers,
-                use_cache=not args.no_cache, progress=not args.quiet)
+                use_cache=not args.no_cache, progress=not args.quiet,
+                format_costs=None if args.no_format_costs else row_cfg)
     for d in rep["designs"]:
         r, f4 = d["row"], d["format_headline"]
         e = d["efficiency"].get(f4, {}) if f4 else {}
