@@ -57,27 +57,39 @@ def variant_components(cfg, design) -> dict[str, dict]:
     """``{label: {"formats": left out, "components": {component: builder}}}``: the bitmix ``design``'s
     format-dependent components built from ``cfg`` without each leave-out set (labels of
     :func:`leave_out_sets`). Leaving formats out only relaxes the config's rules, so every remainder
-    is a legal config."""
+    is a legal config.
+    The rescale unit depends on the formats only through its widths (:func:`rescale_params`); where
+    they are unchanged it is listed under ``"same"`` instead (its saving is 0 by construction)."""
     from .designs import engine_design
     out = {}
     for label, x in leave_out_sets(cfg.formats):
-        rest = tuple(f for f in cfg.formats if f not in x)
-        comps = engine_design(dataclasses.replace(cfg, formats=rest), design.name, "").components
-        out[label] = {"formats": x, "components": {c: comps[c] for c in COMPONENTS if c in comps}}
+        sub = dataclasses.replace(cfg, formats=tuple(f for f in cfg.formats if f not in x))
+        comps = engine_design(sub, design.name, "").components
+        same = ("rescale_unit",) if rescale_params(sub) == rescale_params(cfg) else ()
+        out[label] = {"formats": x, "same": same,
+                      "components": {c: comps[c] for c in COMPONENTS if c in comps and c not in same}}
     return out
+
+
+def rescale_params(cfg) -> tuple:
+    """What the rescale unit is built from besides the rows and scale formats: the group sum, activation
+    sum and zero-point widths."""
+    from rtl.engine import sum_bits, zpc_bits
+    return (cfg.psum_width, sum_bits(cfg), zpc_bits(cfg))
 
 
 def savings(per_row: dict, full: dict, variants: dict) -> list[dict]:
     """Rows of the format-cost table.
 
     ``per_row``: the design's per-row counts; ``full``: ``{component: GE}`` with the whole set;
-    ``variants``: ``{label: {component: GE or None}}``. A row: ``label``, ``formats`` (left out),
-    ``row_ge`` (the row's GE of :data:`COMPONENTS` without them), ``saved`` (GE per row) and
-    ``by_component`` (GE per row saved in each), or ``error`` when a run gave no figure."""
+    ``variants``: ``{label: {"formats": left out, "ge": {component: GE or None}, "same": components
+    built exactly as with the whole set}}``. A row: ``label``, ``formats`` (left out), ``row_ge`` (the
+    row's GE of :data:`COMPONENTS` without them), ``saved`` (GE per row) and ``by_component`` (GE per
+    row saved in each), or ``error`` when a run gave no figure."""
     base = {c: full.get(c) for c in COMPONENTS if c in per_row}
     out = []
     for label, x in variants.items():
-        ge = x["ge"]
+        ge = {**x["ge"], **{c: base.get(c) for c in x.get("same", ())}}
         row = {"label": label, "formats": list(x["formats"])}
         if any(v is None for v in base.values()) or any(ge.get(c) is None for c in base):
             row["error"] = "no GE figure (see area.json)"

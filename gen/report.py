@@ -159,7 +159,7 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
         rep_designs.append(entry)
         if d is bm:
             full = {c: (res.get((d.name, c, "asic")) or {}).get("ge", {}).get("ge") for c in FC.COMPONENTS}
-            ge = {label: {"formats": v["formats"],
+            ge = {label: {"formats": v["formats"], "same": v["same"],
                           "ge": {c: (res.get(f"format_cost/{label}/{c}") or {}).get("ge", {}).get("ge")
                                  for c in v["components"]}} for label, v in variants.items()}
             entry["format_costs"] = FC.savings(d.per_row, full, ge)

@@ -35,15 +35,29 @@ def test_leave_out_sets_never_empty_the_set():
                                                                                    "all INT", "all 4-bit"]
 
 
+def test_the_rescale_unit_is_priced_again_only_when_its_widths_change():
+    from gen.config import load
+    from gen.designs import default_designs
+    cfg = load()
+    v = FC.variant_components(cfg, default_designs(cfg)[0])
+    priced = sorted(k for k, x in v.items() if "rescale_unit" in x["components"])
+    assert priced == ["all 4-bit", "all 6-bit", "all FP", "all INT asym", "fp6_e3m2", "int4_asym"]
+    assert all(set(x["components"]) | set(x["same"]) == set(FC.COMPONENTS) for x in v.values())
+
+
 def test_savings_arithmetic_and_report_row():
     per_row = {"pe": 1.0, "rescale_unit": 0.25, "act_frontend": 0.25, "weight_port": 0.25}
     full = {"pe": 1000.0, "rescale_unit": 800.0, "weight_port": 400.0}
     var = {"x": {"formats": ("int8",), "ge": {"pe": 900.0, "rescale_unit": 800.0, "weight_port": 200.0}},
-           "y": {"formats": ("int4",), "ge": {"pe": 1010.0, "rescale_unit": None, "weight_port": 400.0}}}
+           "y": {"formats": ("int4",), "ge": {"pe": 1010.0, "rescale_unit": None, "weight_port": 400.0}},
+           "z": {"formats": ("fp3",), "same": ("rescale_unit",), "ge": {"pe": 990.0, "weight_port": 360.0}}}
     rows = FC.savings(per_row, full, var)
     assert rows[0] == {"label": "x", "formats": ["int8"], "row_ge": 900.0 + 200.0 + 50.0, "saved": 150.0,
                        "by_component": {"pe": 100.0, "rescale_unit": 0.0, "weight_port": 50.0}}
     assert rows[1] == {"label": "y", "formats": ["int4"], "error": "no GE figure (see area.json)"}
+    # a component built exactly as with the whole set saves nothing and needs no run
+    assert rows[2]["by_component"] == {"pe": 10.0, "rescale_unit": 0.0, "weight_port": 10.0}
+    assert rows[2]["saved"] == 20.0
     md = FC.markdown(rows, 1500.0)
     assert md[0] == "## What each weight format costs\n"
     assert "| x | int8 | 150 | 10.0% | 100 | 0 | 50 |" in md
