@@ -44,13 +44,8 @@ class ToolJob:
 
 
 def add_job_options(ap) -> None:
-    """``--scheduler`` and ``--workers``, the same on every verb that runs jobs."""
-    ap.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                    help=f"where the jobs run: 'local' (a Dask LocalCluster, one worker per core; the default), "
-                         f"'serial' (in this process), or a Dask scheduler address such as tcp://host:8786 "
-                         f"(default: ${J.SCHEDULER_ENV}, else local)")
-    ap.add_argument("--workers", "--jobs", "-j", type=int, default=None, dest="workers",
-                    help="worker processes of the local cluster (default: one per core)")
+    """``--scheduler`` and ``--workers``, the same on every verb that runs jobs (:func:`sw.jobs.add_options`)."""
+    J.add_options(ap)
 
 
 def run_tool_job(job: ToolJob, cache: Cache | None) -> dict:

@@ -52,6 +52,16 @@ def scheduler_from(scheduler: str | None) -> str:
     return s
 
 
+def add_options(ap) -> None:
+    """``--scheduler`` and ``--workers`` on an ``argparse`` parser: the same on every verb that runs jobs."""
+    ap.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help=f"where the jobs run: 'local' (a Dask LocalCluster, one worker per core; the default), "
+                         f"'serial' (in this process), or a Dask scheduler address such as tcp://host:8786 "
+                         f"(default: ${SCHEDULER_ENV}, else local)")
+    ap.add_argument("--workers", "--jobs", "-j", type=int, default=None, dest="workers",
+                    help="worker processes of the local cluster (default: one per core)")
+
+
 def _call(job: Job):
     return job.fn(*job.args, **job.kwargs)
 

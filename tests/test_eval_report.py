@@ -100,3 +100,40 @@ def test_modified_model_is_an_error(tmp_path, monkeypatch):
 def test_fmt_cell():
     assert report.fmt_cell(22.44112) == "22.441" and report.fmt_cell(0.99999123) == "0.999991"
     assert report.fmt_cell(1.5e-5) == "1.500e-05" and report.fmt_cell(None) == "—"
+
+
+def _untimed(x):
+    """``x`` without run times: table columns and dict keys that name seconds."""
+    if isinstance(x, dict):
+        if "columns" in x and "rows" in x:
+            keep = [i for i, c in enumerate(x["columns"]) if "second" not in c and c != "s"]
+            return {**x, "columns": [x["columns"][i] for i in keep],
+                    "rows": [[r[i] for i in keep] for r in x["rows"]]}
+        return {k: _untimed(v) for k, v in x.items() if "second" not in k}
+    if isinstance(x, list):
+        return [_untimed(v) for v in x]
+    return x
+
+
+def test_sections_as_jobs_give_the_in_process_figures(tmp_path):
+    """The same sections run in process and as jobs on a 2-worker LocalCluster (one torch thread each,
+    as here) give the same tables and data; a worker's context reuses the caller's float reference."""
+    keys = "reference,weight_formats,fp6"
+    assert main(["--tiny", "--out", str(tmp_path / "a"), "--no-progress", "--sections", keys]) == 0
+    assert main(["--tiny", "--out", str(tmp_path / "b"), "--no-progress", "--sections", keys,
+                 "--scheduler", "local", "--workers", "2", "--threads", "1"]) == 0
+    a, b = (json.loads((tmp_path / d / "eval.json").read_text()) for d in ("a", "b"))
+    assert list(b["sections"]) == ["reference", "weight_formats", "fp6"]
+    for k in ("reference", "weight_formats", "fp6"):
+        assert _untimed(b["sections"][k]["tables"]) == _untimed(a["sections"][k]["tables"]), k
+        assert _untimed(b["sections"][k]["data"]) == _untimed(a["sections"][k]["data"]), k
+    assert (tmp_path / "b" / "weight_formats.png").read_bytes()[:4] == b"\x89PNG"    # written by a worker
+    assert main(["--tiny", "--scheduler", "nowhere"]) == 2
+
+
+def test_a_failed_job_is_a_section_error(tmp_path, monkeypatch):
+    from sw.eval import section_jobs, tiny_context
+    ctx = tiny_context(tmp_path)
+    monkeypatch.setattr(section_jobs, "run_section_job", lambda spec, key: 1 / 0)
+    s = section_jobs.run_sections(ctx, ["reference"], scheduler="serial", progress=False)
+    assert s[0].data == {"error": "ZeroDivisionError: division by zero"} and s[0].key == "reference"

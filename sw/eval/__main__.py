@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
+
+from sw.jobs import SCHEDULER_ENV, scheduler_from
 
 from .context import PRESETS
 from .report import DEFAULT_SECTIONS, OPTIONAL, parse_sections, run_report
@@ -43,6 +46,12 @@ def build_parser(prog: str = "bitmix eval") -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: torch's, one per core; on a machine shared with other jobs "
                         "--threads 1 is faster)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the sections as jobs: 'local' (a Dask LocalCluster, one worker per core, the "
+                        "torch threads shared out), 'serial', or a Dask scheduler address such as tcp://host:8786 "
+                        f"whose workers share this file system (default: ${SCHEDULER_ENV} if set, else one section "
+                        "after the other in this process)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes of the local cluster (default: one per core)")
     p.add_argument("--tiny", action="store_true", help="use the tiny random Llama stand-in (for tests; seconds)")
     return p
 
@@ -53,6 +62,9 @@ def main(argv: list[str] | None = None, prog: str = "bitmix eval") -> int:
         keys = parse_sections(args.sections)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.workers is not None and args.workers < 1:
+        print(f"error: --workers={args.workers} must be >= 1", file=sys.stderr)
         return 2
     if args.threads is not None and args.threads < 1:
         print(f"error: --threads={args.threads} must be >= 1", file=sys.stderr)
@@ -68,7 +80,15 @@ def main(argv: list[str] | None = None, prog: str = "bitmix eval") -> int:
     else:
         from .context import build_context
         ctx = build_context(args.preset, args.out, args.seed, progress=not args.no_progress, cache_dir=args.cache_dir)
-    doc, ok = run_report(ctx, keys, setup_seconds=time.perf_counter() - t0)
+    scheduler = args.scheduler or os.environ.get(SCHEDULER_ENV) or None
+    if scheduler is not None:
+        try:
+            scheduler_from(scheduler)
+        except ValueError as e:
+            print(f"error: --scheduler: {e}", file=sys.stderr)
+            return 2
+    doc, ok = run_report(ctx, keys, setup_seconds=time.perf_counter() - t0, scheduler=scheduler,
+                         workers=args.workers, cache_dir=args.cache_dir, threads=args.threads)
     print(f"wrote {args.out / 'eval.json'} and {args.out / 'eval.md'} ({doc['total_seconds']:.0f} s)"
           + ("" if ok else f"; failed sections: {', '.join(doc['errors'])}"))
     return 0 if ok else 1

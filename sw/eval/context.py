@@ -197,9 +197,11 @@ def tiny_context(out_dir: Path, seed: int = 0) -> EvalContext:
 
 
 def build_context(preset: str | Preset = "quick", out_dir: Path | str = Path("build/reports"), seed: int = 0,
-                  progress: bool = True, cache_dir: Path | str | None = None) -> EvalContext:
+                  progress: bool = True, cache_dir: Path | str | None = None,
+                  reference: dict | None = None) -> EvalContext:
     """Load SmolLM2 + the gensim Wikipedia text, cut the slices (evaluation: the start of the text;
-    calibration: its end; validation: just before the calibration slice), measure the float reference."""
+    calibration: its end; validation: just before the calibration slice), measure the float reference
+    (or take ``reference``, the one another process measured on the same preset)."""
     from . import data
     from .models import DEFAULT_CACHE, load_smollm2
     p = preset if isinstance(preset, Preset) else get_preset(preset)
@@ -214,8 +216,11 @@ def build_context(preset: str | Preset = "quick", out_dir: Path | str = Path("bu
     eval_ids, calib_ids = data.splits(ids, p.eval_tokens, p.calib_tokens)
     val_ids = data.validation_slice(ids, p.eval_tokens, p.calib_tokens, p.val_tokens)
     load_seconds = time.perf_counter() - t0
-    ref = perplexity(model, eval_ids, p.window, p.eval_windows, progress)
-    ref["load_seconds"] = load_seconds
-    ref["corpus_tokens"] = int(ids.shape[1])
+    if reference is None:
+        ref = perplexity(model, eval_ids, p.window, p.eval_windows, progress)
+        ref["load_seconds"] = load_seconds
+        ref["corpus_tokens"] = int(ids.shape[1])
+    else:
+        ref = dict(reference)
     return EvalContext(model=model, tokenizer=tok, eval_ids=eval_ids, calib_ids=calib_ids, preset=p,
                        reference=ref, out_dir=out_dir, seed=seed, progress=progress, text=text, val_ids=val_ids)
