@@ -139,6 +139,8 @@ def markdown(rep: dict) -> str:
             note = ""
             if "error" in a or "error" in f:
                 note = " (failed: see area.json)"
+            elif f.get("proxy"):
+                note = f" (ECP5: {f['proxy']})"
             L.append(f"| {d['name']} | {c}{note} | {_count(d['per_row'].get(c, 0))} | {fmt_value(m['cells'])} "
                      f"| {fmt_value(m['ge'])} | {fmt_value(m['seq_ge'])} | {fmt_value(m['transistors'])} | {fmt_value(m['depth'])} "
                      f"| {fmt_value(m['lut4'])} | {fmt_value(m['ff'])} | {fmt_value(m['ccu2c'])} | {fmt_value(m['dp16kd'])} "

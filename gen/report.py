@@ -34,6 +34,7 @@ from . import area as A
 from . import format_cost as FC
 from .area_markdown import fmt_value, markdown, plots
 from .area_metrics import (
+    ADDITIVE_FPGA,
     ANCHORS,
     component_metrics,
     design_weight_bits,
@@ -73,7 +74,7 @@ def flow_description() -> dict:
     }
 
 
-def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool = True, top_fpga: bool = True,
+def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool = True, top_fpga: bool = False,
           top_fpga_timeout: float = 300.0, timeout: float = 3600.0, freq_mhz: float = A.ECP5_FREQ_MHZ,
           scheduler: str | None = None, workers: int | None = None, use_cache: bool = True,
           progress: bool = True, format_costs=None, log=print) -> dict:
@@ -106,12 +107,14 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
     log(f"area: emitted {len(paths)} Verilog files in {t_emit:.1f} s")
 
     # 2. tool runs
+    by_name = {d.name: d for d in designs}
     jl: list[ToolJob] = []
     for (dn, c), (p, name) in paths.items():
         size = p.stat().st_size
         is_top = c == "@top"
         jl.append(ToolJob((dn, c, "asic"), "asic", p, name, timeout, {"parts": list(A.ASIC_PARTS)}, weight=size))
-        if fpga and (not is_top or top_fpga):
+        proxied = not is_top and c in by_name[dn].fpga_proxy
+        if fpga and (not is_top or top_fpga) and not proxied:
             jl.append(ToolJob((dn, c, "ecp5"), "ecp5", p, name, top_fpga_timeout if is_top else timeout,
                           {"freq_mhz": freq_mhz, "nodsp": True}, weight=2.5 * size))
     bm = next((d for d in designs if d.name == "bitmix"), None) if format_costs is not None else None
@@ -130,6 +133,9 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
         metrics = {}
         for c in d.components:
             a, f = res.get((d.name, c, "asic")), res.get((d.name, c, "ecp5"))
+            if c in d.fpga_proxy:
+                pc, k = d.fpga_proxy[c]
+                f = proxy_ecp5(res.get((d.name, pc, "ecp5")), pc, k)
             m = component_metrics(a, f)
             metrics[c] = m
             p, name = paths[(d.name, c)]
@@ -146,7 +152,7 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
             a, f = res.get((d.name, "@top", "asic")), res.get((d.name, "@top", "ecp5"))
             notes = []
             if f is None:
-                notes.append("ECP5 not run" if not fpga else "ECP5 skipped (--no-top-fpga)")
+                notes.append("ECP5 not run" if not fpga else "ECP5 not run (whole engines on ECP5: --top-fpga)")
             elif f.get("timeout"):
                 notes.append(f"ECP5 skipped: no result within {f.get('timeout_s') or top_fpga_timeout:.0f} s")
             elif "error" in f:
@@ -189,6 +195,18 @@ def build(designs, cfg, work: Path, out: Path, *, fpga: bool = True, top: bool =
     return rep
 
 
+def proxy_ecp5(f: dict | None, proxy: str, count: float) -> dict | None:
+    """ECP5 figures of ``count`` copies of the component whose figures are ``f``: the counts scaled,
+    the Fmax kept, ``proxy`` saying so (see :class:`gen.design.Design`)."""
+    if f is None or "error" in f:
+        return f
+    out = {k: (v * count if k in ADDITIVE_FPGA and v is not None else v) for k, v in f.items()}
+    out["proxy"] = f"{count:g} x {proxy}"
+    out.pop("seconds_synth", None)
+    out.pop("seconds_pnr", None)
+    return out
+
+
 def failures(rep: dict) -> list[str]:
     """Failed tool runs, except a whole-engine ECP5 run that ran out of its time limit (a skip)."""
     out = []
@@ -217,9 +235,11 @@ def parser(ap: argparse.ArgumentParser | None = None, prog: str | None = None) -
                          f"(default {AREA_ROWS}); the whole-engine runs use the config's rows")
     ap.add_argument("--no-fpga", action="store_true", help="skip ECP5 synthesis and place and route")
     ap.add_argument("--no-top", action="store_true", help="skip the whole-engine runs")
-    ap.add_argument("--no-top-fpga", action="store_true", help="skip ECP5 place and route of the whole engine")
+    ap.add_argument("--top-fpga", action="store_true",
+                    help="also place and route every whole engine on ECP5 (off by default: the per-row figures "
+                         "come from the components, and the whole engines were two fifths of a cold run's tool time)")
     ap.add_argument("--top-fpga-timeout", type=float, default=300.0,
-                    help="seconds per tool for the whole engine on ECP5 before it is skipped (default 300)")
+                    help="with --top-fpga: seconds per tool for a whole engine on ECP5 before it is skipped (default 300)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per tool run otherwise (default 3600)")
     ap.add_argument("--freq", type=float, default=A.ECP5_FREQ_MHZ, help="nextpnr target frequency, MHz")
     add_job_options(ap)
@@ -266,7 +286,7 @@ def run_args(args: argparse.Namespace) -> int:
             return 2
         designs = [d for d in designs if d.name in want]
     rep = build(designs, cfg, Path(args.work), Path(args.out), fpga=not args.no_fpga, top=not args.no_top,
-                top_fpga=not args.no_top_fpga, top_fpga_timeout=args.top_fpga_timeout, timeout=args.timeout,
+                top_fpga=args.top_fpga, top_fpga_timeout=args.top_fpga_timeout, timeout=args.timeout,
                 freq_mhz=args.freq, scheduler=args.scheduler, workers=args.workers,
                 use_cache=not args.no_cache, progress=not args.quiet,
                 format_costs=None if args.no_format_costs else row_cfg)

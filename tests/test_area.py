@@ -171,7 +171,7 @@ def test_report_on_tiny_designs(tools, tmp_path):
     assert a["efficiency"]["int4"]["macs_per_cycle_per_kge"] == pytest.approx(2.0 / (a["row"]["ge"] / 1000),
                                                                               rel=1e-3)
     assert a["top"]["metrics"]["ge"] == pytest.approx(a["components"]["acc"]["metrics"]["ge"])
-    assert "skipped" in a["top"]["note"]
+    assert a["top"]["note"] == "ECP5 not run (whole engines on ECP5: --top-fpga)"
     assert "top" not in data["designs"][1]
     md = (out / "area.md").read_text()
     for name in ("tiny_a", "tiny_b", "an adder and half an accumulator per row", "Yosys 0.70", "## Per row"):
@@ -182,6 +182,18 @@ def test_report_on_tiny_designs(tools, tmp_path):
     base = md[md.index("## Baselines"):md.index("## How each bitmix design was built")]
     assert STORAGE_RULE in base and "* **tiny_a**: an adder and half an accumulator per row." in base
     assert data["anchors"] == [dict(a) for a in ANCHORS] and "| BitMoD FP16xINT8 unit | 2,445 |" in base
+    # a component priced on ECP5 through another: 3 x its counts, its Fmax, no run of its own
+    d3 = Design(name="tiny_c", description="three adders", components={"add": Adder4, "acc": Acc4},
+                per_row={"acc": 1.0}, macs_per_cycle={"int4": 1.0}, fpga_proxy={"acc": ("add", 3)})
+    rep3 = report.build([d3], {"name": "test"}, tmp_path / "work", tmp_path / "out3", fpga=True, top=False,
+                        progress=False, log=lambda *a: None, scheduler="serial")
+    c3 = rep3["designs"][0]["components"]
+    add_f, acc_f = c3["add"]["ecp5"], c3["acc"]["ecp5"]
+    assert acc_f["proxy"] == "3 x add" and acc_f["lut4_equiv"] == 3 * add_f["lut4_equiv"] > 0
+    assert acc_f["fmax_mhz"] == add_f["fmax_mhz"] and "seconds_pnr" not in acc_f
+    assert c3["acc"]["metrics"]["ge"] != c3["add"]["metrics"]["ge"]          # the ASIC figures are its own
+    assert rep3["timings"]["runs"] == 3                                      # 2 ASIC + 1 ECP5
+    assert "| tiny_c | acc (ECP5: 3 x add) |" in (tmp_path / "out3" / "area.md").read_text()
     # the second run reads every result from the cache
     rep2 = report.build([d1, d2], {"name": "test"}, tmp_path / "work", tmp_path / "out", fpga=True, top=True,
                         top_fpga=False, progress=False, log=lambda *a: None, scheduler="serial")

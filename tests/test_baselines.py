@@ -264,6 +264,9 @@ def test_designs_registry():
     assert [d.name for d in ds] == ["fp16xfp16_mac", "fp16xint8_parallel"]
     assert ds[0].macs_per_cycle == {"fp16": 8.0} and ds[1].macs_per_cycle == {"int8": 8.0}
     assert ds[0].per_row == {"pe": 1.0}
+    # the FP16 MAC row is placed and routed as L copies of one lane
+    assert ds[0].fpga_proxy == {"pe": ("lane", cfg.lanes)} and ds[1].fpga_proxy == {}
+    assert _checked_only(ds[0].components["lane"]()).lanes == 1
     assert ds[1].per_row == {"pe": 1.0, "act_align": 1 / cfg.rows, "rescale_unit": 1 / cfg.rows}
     for d in ds:
         assert set(d.per_row) <= set(d.components)
