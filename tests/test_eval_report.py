@@ -115,6 +115,7 @@ def _untimed(x):
     return x
 
 
+@pytest.mark.slow
 def test_sections_as_jobs_give_the_in_process_figures(tmp_path):
     """The same sections run in process and as jobs on a 2-worker LocalCluster (one torch thread each,
     as here) give the same tables and data; a worker's context reuses the caller's float reference."""
