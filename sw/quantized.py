@@ -106,6 +106,49 @@ class QuantizedTensor:
             s = s * torch.tensor(self.tensor_scale, dtype=torch.float32)
         return from_groups(vals * s.unsqueeze(-1), self.axis)
 
+    def requantize(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """``x`` on this tensor's grid: the values of codes chosen again (with ``rounding``) under the
+        scales, zero points and BitMoD variants already fixed.
+
+        ``x`` (float32, the shape of ``codes`` but for its last axis) holds positions ``start ..
+        start + x.shape[-1] - 1`` of the group axis, which must be the last; each is quantized with
+        the metadata of the group it falls in. ``requantize(original)`` equals :meth:`dequantize`
+        (the same codes). For error-feedback rounding (GPTQ) that changes the values between the
+        choice of the metadata and the choice of the codes. Returns float32 in ``x``'s shape.
+        """
+        nd = self.codes.dim()
+        if self.axis != nd - 1:
+            raise ValueError(f"requantize: the group axis is {self.axis}; it must be the last axis ({nd - 1})")
+        if not isinstance(x, torch.Tensor) or x.dim() != nd or tuple(x.shape[:-1]) != tuple(self.codes.shape[:-1]):
+            raise ValueError(f"requantize: x must have shape {tuple(self.codes.shape[:-1])} + (n,), got "
+                             f"{tuple(getattr(x, 'shape', ()))}")
+        n, k = x.shape[-1], self.codes.shape[-1]
+        if not isinstance(start, int) or start < 0 or start + n > k:
+            raise ValueError(f"requantize: start={start!r} with {n} positions runs past the {k} of the group axis")
+        gi = torch.arange(start, start + n) // self.group_size
+        s = self.scales[..., gi].to(torch.float32)
+        y = x.to(torch.float32)
+        if self.tensor_scale is not None:                 # NVFP4's two-level order of operations
+            y = y * ((1.0 / torch.tensor(self.tensor_scale, dtype=torch.float32)) / s)
+            s = s * torch.tensor(self.tensor_scale, dtype=torch.float32)
+        else:
+            live = s > 0
+            y = torch.where(live, y / torch.where(live, s, 1.0), 0.0)
+        zp = None
+        if self.zero_points is not None:
+            zp = self.zero_points[..., gi].to(torch.float32)
+            y = y + zp
+        if self.selectors is None:
+            vals = self.element.decode(self.element._encode_f32(y, self.rounding))
+        else:
+            sel = self.selectors[..., gi].long()
+            vals = torch.zeros_like(y)
+            for i, v in enumerate(self.variants):
+                vals = torch.where(sel == i, v.decode(v._encode_f32(y, self.rounding)), vals)
+        if zp is not None:
+            vals = vals - zp
+        return vals * s
+
     def __repr__(self) -> str:
         return (f"QuantizedTensor({self.format}, shape={tuple(self.shape)}, group_size={self.group_size}, "
                 f"scale_format={self.scale_format}, bits_per_weight={self.bits_per_weight:.4f})")
