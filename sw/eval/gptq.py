@@ -1,0 +1,148 @@
+"""GPTQ (Frantar et al., 2022): Hessian-aware rounding of one linear layer, for every registry format.
+
+For a layer ``y = x W^T`` (``W`` ``[out, in]``) and calibration inputs ``X`` (``[n, in]``), GPTQ
+minimises ``||X W^T - X Q^T||^2`` over quantized ``Q`` one input column at a time: column ``j`` is
+rounded, and its rounding error, scaled by the inverse Hessian ``H^-1`` (``H = 2 X^T X / n``,
+damped by ``damp * mean(diag H)``), is pushed onto the columns not yet rounded. The columns are
+taken in blocks of ``block`` with the updates to later blocks applied once per block (the paper's
+"lazy batch"), from the upper Cholesky factor of ``H^-1``.
+
+Formats. Every format of :func:`sw.quantize` (INT sym/asym, FP, BitMoD, MX, NVFP4): a column is
+rounded with :meth:`sw.quantized.QuantizedTensor.requantize` under group metadata (scale, zero
+point, BitMoD variant) fixed beforehand:
+
+* ``static_groups=True`` (needed with ``act_order``): the metadata of every group comes from the
+  layer's original weights, as RTN would choose it (the BitMoD variant is RTN's);
+* ``static_groups=False`` (natural column order): a group's metadata is chosen when the loop
+  reaches its first column, from the weights as the error feedback has left them, so BitMoD picks
+  each group's variant (and every format its scale) inside the column loop. NVFP4's fp32 tensor
+  scale depends on the whole tensor: it needs static groups.
+
+``act_order``: columns in order of decreasing ``diag(H)`` (the inputs with the most energy
+first), which keeps the outlier channels' error in check; groups stay contiguous in the
+original column order (the hardware's layout), hence static groups.
+"""
+from __future__ import annotations
+
+import torch
+
+import sw
+from sw import group_formats as GF
+
+__all__ = ["Hessian", "gptq_quantize", "group_quantize"]
+
+
+class Hessian:
+    """Running ``H = 2 X^T X / n`` over batches of layer inputs (float64 accumulation)."""
+
+    def __init__(self, in_features: int):
+        if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
+            raise ValueError(f"in_features={in_features!r} must be a positive int")
+        self.h = torch.zeros(in_features, in_features, dtype=torch.float64)
+        self.n = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        """Add inputs ``x`` (``[..., in_features]``; every leading position is one sample)."""
+        if x.shape[-1] != self.h.shape[0]:
+            raise ValueError(f"x has {x.shape[-1]} features, the Hessian {self.h.shape[0]}")
+        x = x.reshape(-1, x.shape[-1]).double()
+        self.h += x.t() @ x
+        self.n += x.shape[0]
+
+    def value(self) -> torch.Tensor:
+        if self.n == 0:
+            raise ValueError("the Hessian has no samples: add() inputs first")
+        return (2.0 / self.n) * self.h
+
+
+def group_quantize(w: torch.Tensor, fmt: str, group_size: int | None, scale_format: str | None):
+    """RTN metadata of ``w`` for ``fmt`` (:func:`sw.quantize`; a group format with a fixed block
+    takes its own)."""
+    gf = GF.find(fmt)
+    if gf is not None and gf.block is not None:
+        return sw.quantize(w, fmt, scale_format=scale_format)
+    return sw.quantize(w, fmt, group_size, scale_format=scale_format)
+
+
+def _check(w, h, damp, block):
+    if not isinstance(w, torch.Tensor) or w.dim() != 2:
+        raise ValueError(f"w must be a 2-d [out, in] tensor, got shape {tuple(getattr(w, 'shape', ()))}")
+    if not isinstance(h, torch.Tensor) or tuple(h.shape) != (w.shape[1], w.shape[1]):
+        raise ValueError(f"H must be [{w.shape[1]}, {w.shape[1]}] for w of shape {tuple(w.shape)}, got "
+                         f"{tuple(getattr(h, 'shape', ()))}")
+    if not isinstance(damp, (int, float)) or isinstance(damp, bool) or not 0 <= damp < 1:
+        raise ValueError(f"damp={damp!r} must be a number in [0, 1)")
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise ValueError(f"block={block!r} must be a positive int")
+
+
+@torch.no_grad()
+def gptq_quantize(w: torch.Tensor, h: torch.Tensor, fmt: str, group_size: int | None = 128, *,
+                  scale_format: str | None = None, act_order: bool = True, static_groups: bool | None = None,
+                  damp: float = 0.01, block: int = 128, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, dict]:
+    """GPTQ of ``w`` (``[out, in]``) with Hessian ``h`` (:class:`Hessian`) to ``fmt``.
+
+    Returns ``(q, info)``: ``q`` the quantized weights (float32, on the format's grid, ``w``'s shape)
+    and ``info`` = ``{"loss"`` (GPTQ's ``sum (w - q)^2 / diag(H^-1)^2 / 2``), ``"dead"`` (input columns
+    with ``H_jj = 0``, set to 0 as GPTQ does), ``"damp"`` (the damping added)}. ``static_groups``
+    defaults to ``act_order``. ``dtype``: the arithmetic (float32; float64 for reference checks).
+    """
+    _check(w, h, damp, block)
+    sw.format_spec(fmt)
+    if static_groups is None:
+        static_groups = act_order
+    if act_order and not static_groups:
+        raise ValueError("act_order=True needs static_groups=True: groups stay contiguous in the original "
+                         "column order, so their metadata is fixed before the permuted loop")
+    gf = GF.find(fmt)
+    if not static_groups and gf is not None and gf.family == "nvfp4":
+        raise ValueError(f"static_groups=False: {fmt}'s fp32 tensor scale depends on the whole tensor; "
+                         f"use static_groups=True")
+    out_f, cols = w.shape
+    W = w.detach().to(dtype).clone()
+    H = h.detach().to(dtype).clone()
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    qt = group_quantize(W.float(), fmt, group_size, scale_format)     # RTN's metadata (static groups)
+    g, qt_col0 = qt.group_size, 0
+    if g >= cols:                      # one group per row: its metadata is the original's either way
+        static_groups = True
+    if not static_groups and block % g and block < cols:
+        raise ValueError(f"block={block} must be a multiple of the group size {g} with static_groups=False "
+                         f"(a group's columns are all in the block that starts it)")
+    perm = torch.argsort(torch.diag(H), descending=True, stable=True) if act_order else torch.arange(cols)
+    W, H = W[:, perm], H[perm][:, perm]
+    lam = damp * float(torch.mean(torch.diag(H)))
+    H += lam * torch.eye(cols, dtype=dtype)
+    L = torch.linalg.cholesky(H)
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+    Q = torch.zeros_like(W)
+    loss = torch.zeros(out_f, dtype=dtype)
+    for i1 in range(0, cols, block):
+        i2 = min(i1 + block, cols)
+        W1 = W[:, i1:i2].clone()
+        Q1 = torch.zeros_like(W1)
+        E1 = torch.zeros_like(W1)
+        Hb = Hinv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            col = int(perm[i1 + i])
+            if not static_groups and col % g == 0:
+                # this group's metadata from its columns as the error feedback has left them (all in
+                # this block, which the feedback keeps up to date)
+                qt = group_quantize(W1[:, i:i + g].float(), fmt, g, scale_format)
+                qt_col0 = col
+            start = col if static_groups else col - qt_col0
+            wc = W1[:, i]
+            q = qt.requantize(wc.float().unsqueeze(1), start=start)[:, 0].to(dtype)
+            d = Hb[i, i]
+            Q1[:, i] = q
+            loss += (wc - q) ** 2 / d ** 2 / 2
+            err = (wc - q) / d
+            W1[:, i:] -= err.unsqueeze(1) @ Hb[i, i:].unsqueeze(0)
+            E1[:, i] = err
+        Q[:, i1:i2] = Q1
+        W[:, i2:] -= E1 @ Hinv[i1:i2, i2:]
+    inv = torch.argsort(perm)
+    return Q[:, inv].float(), {"loss": float(loss.sum()), "dead": int(dead.sum()), "damp": lam}
+
