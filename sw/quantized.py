@@ -107,15 +107,14 @@ class QuantizedTensor:
         return from_groups(vals * s.unsqueeze(-1), self.axis)
 
     def requantize(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """``x`` on this tensor's grid: the values of codes chosen again (with ``rounding``) under the
-        scales, zero points and BitMoD variants already fixed.
+        """``x`` on this tensor's grid: the values of :meth:`recode`'s codes (float32, ``x``'s shape).
 
-        ``x`` (float32, the shape of ``codes`` but for its last axis) holds positions ``start ..
-        start + x.shape[-1] - 1`` of the group axis, which must be the last; each is quantized with
-        the metadata of the group it falls in. ``requantize(original)`` equals :meth:`dequantize`
-        (the same codes). For error-feedback rounding (GPTQ) that changes the values between the
-        choice of the metadata and the choice of the codes. Returns float32 in ``x``'s shape.
+        ``requantize(original)`` equals :meth:`dequantize` (the same codes). For error-feedback
+        rounding (GPTQ) the values change between the choice of the metadata and of the codes.
         """
+        return self.decode_at(self.recode(x, start), start)
+
+    def _positions(self, x: torch.Tensor, start: int) -> torch.Tensor:
         nd = self.codes.dim()
         if self.axis != nd - 1:
             raise ValueError(f"requantize: the group axis is {self.axis}; it must be the last axis ({nd - 1})")
@@ -125,28 +124,50 @@ class QuantizedTensor:
         n, k = x.shape[-1], self.codes.shape[-1]
         if not isinstance(start, int) or start < 0 or start + n > k:
             raise ValueError(f"requantize: start={start!r} with {n} positions runs past the {k} of the group axis")
-        gi = torch.arange(start, start + n) // self.group_size
+        return torch.arange(start, start + n) // self.group_size
+
+    def recode(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Codes (uint8) of ``x`` under the scales, zero points and BitMoD variants already fixed,
+        chosen again with ``rounding``. ``x`` (the shape of ``codes`` but for its last axis) holds
+        positions ``start .. start + x.shape[-1] - 1`` of the group axis, which must be the last; each
+        takes the metadata of the group it falls in."""
+        gi = self._positions(x, start)
         s = self.scales[..., gi].to(torch.float32)
         y = x.to(torch.float32)
         if self.tensor_scale is not None:                 # NVFP4's two-level order of operations
             y = y * ((1.0 / torch.tensor(self.tensor_scale, dtype=torch.float32)) / s)
-            s = s * torch.tensor(self.tensor_scale, dtype=torch.float32)
         else:
-            live = s > 0
-            y = torch.where(live, y / torch.where(live, s, 1.0), 0.0)
-        zp = None
+            y = torch.where(s > 0, y / torch.where(s > 0, s, 1.0), 0.0)
         if self.zero_points is not None:
-            zp = self.zero_points[..., gi].to(torch.float32)
-            y = y + zp
+            y = y + self.zero_points[..., gi].to(torch.float32)
         if self.selectors is None:
-            vals = self.element.decode(self.element._encode_f32(y, self.rounding))
+            codes = self.element._encode_f32(y, self.rounding)
         else:
             sel = self.selectors[..., gi].long()
-            vals = torch.zeros_like(y)
+            codes = torch.zeros(y.shape, dtype=torch.uint8)
             for i, v in enumerate(self.variants):
-                vals = torch.where(sel == i, v.decode(v._encode_f32(y, self.rounding)), vals)
-        if zp is not None:
-            vals = vals - zp
+                codes = torch.where(sel == i, v._encode_f32(y, self.rounding), codes)
+        if self.tensor_scale is None:       # a group of scale 0 holds the code of 0 (as sw.scaling)
+            dead = ~(s > 0)
+            if bool(dead.any()):
+                zero = int(self.element.grid_codes[(self.element.values == 0).nonzero()[0, 0]])
+                codes = torch.where(dead, torch.tensor(zero, dtype=torch.uint8), codes)
+        return codes
+
+    def decode_at(self, codes: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Values (float32) of ``codes`` at positions ``start ..`` of the group axis (see :meth:`recode`)."""
+        gi = self._positions(codes, start)
+        c = codes.long()
+        if self.selectors is None:
+            vals = self.element.decode(c)
+        else:
+            lut = torch.stack([v.decode_lut for v in self.variants])
+            vals = lut[self.selectors[..., gi].long(), c]
+        if self.zero_points is not None:
+            vals = vals - self.zero_points[..., gi].to(torch.float32)
+        s = self.scales[..., gi].to(torch.float32)
+        if self.tensor_scale is not None:
+            s = s * torch.tensor(self.tensor_scale, dtype=torch.float32)
         return vals * s
 
     def __repr__(self) -> str:

@@ -65,6 +65,8 @@ def test_equals_the_straightforward_reference(layer, fmt, g, act_order, static):
     q, info = gptq_quantize(w, h, fmt, g, act_order=act_order, static_groups=static, block=64, dtype=torch.float64)
     assert torch.equal(q, reference(w, h, fmt, g, act_order, static))
     assert info["dead"] == 0 and info["loss"] > 0
+    # the codes and metadata dequantize to the result (the deployable form)
+    assert torch.equal(info["quantized"].dequantize(), q)
 
 
 @pytest.mark.parametrize("fmt,g,act_order,static", CASES)

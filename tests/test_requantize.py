@@ -21,6 +21,7 @@ def test_requantize_of_the_original_is_the_dequantized_tensor(fmt):
     q = sw.quantize(w, fmt, 128) if GF.find(fmt) is None or GF.find(fmt).block is None else sw.quantize(w, fmt)
     d = q.dequantize()
     assert torch.equal(q.requantize(w), d)
+    assert torch.equal(q.recode(w), q.codes)
     # in pieces, each with its own start
     assert torch.equal(torch.cat([q.requantize(w[:, :100]), q.requantize(w[:, 100:], start=100)], 1), d)
 

@@ -24,6 +24,8 @@ original column order (the hardware's layout), hence static groups.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 import sw
@@ -84,7 +86,9 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, fmt: str, group_size: int | 
 
     Returns ``(q, info)``: ``q`` the quantized weights (float32, on the format's grid, ``w``'s shape)
     and ``info`` = ``{"loss"`` (GPTQ's ``sum (w - q)^2 / diag(H^-1)^2 / 2``), ``"dead"`` (input columns
-    with ``H_jj = 0``, set to 0 as GPTQ does), ``"damp"`` (the damping added)}. ``static_groups``
+    with ``H_jj = 0``, set to 0 as GPTQ does), ``"damp"`` (the damping added), ``"quantized"`` (the
+    :class:`sw.QuantizedTensor`: codes and the metadata they were chosen under; it dequantizes to
+    ``q``)}. ``static_groups``
     defaults to ``act_order``. ``dtype``: the arithmetic (float32; float64 for reference checks).
     """
     _check(w, h, damp, block)
@@ -118,6 +122,8 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, fmt: str, group_size: int | 
     L = torch.linalg.cholesky(H)
     Hinv = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
     Q = torch.zeros_like(W)
+    codes = torch.zeros(out_f, cols, dtype=torch.uint8)
+    rtn, meta = qt, []
     loss = torch.zeros(out_f, dtype=dtype)
     for i1 in range(0, cols, block):
         i2 = min(i1 + block, cols)
@@ -132,9 +138,12 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, fmt: str, group_size: int | 
                 # this block, which the feedback keeps up to date)
                 qt = group_quantize(W1[:, i:i + g].float(), fmt, g, scale_format)
                 qt_col0 = col
+                meta.append(qt)
             start = col if static_groups else col - qt_col0
             wc = W1[:, i]
-            q = qt.requantize(wc.float().unsqueeze(1), start=start)[:, 0].to(dtype)
+            c = qt.recode(wc.float().unsqueeze(1), start=start)
+            codes[:, col] = c[:, 0]
+            q = qt.decode_at(c, start=start)[:, 0].to(dtype)
             d = Hb[i, i]
             Q1[:, i] = q
             loss += (wc - q) ** 2 / d ** 2 / 2
@@ -144,5 +153,13 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, fmt: str, group_size: int | 
         Q[:, i1:i2] = Q1
         W[:, i2:] -= E1 @ Hinv[i1:i2, i2:]
     inv = torch.argsort(perm)
-    return Q[:, inv].float(), {"loss": float(loss.sum()), "dead": int(dead.sum()), "damp": lam}
+    fields = {"codes": codes}
+    if meta:                           # the groups' own metadata, in group order
+        fields["scales"] = torch.cat([m.scales for m in meta], -1)
+        for f in ("selectors", "zero_points"):
+            if getattr(rtn, f) is not None:
+                fields[f] = torch.cat([getattr(m, f) for m in meta], -1)
+    quantized = dataclasses.replace(rtn, **fields)
+    return Q[:, inv].float(), {"loss": float(loss.sum()), "dead": int(dead.sum()), "damp": lam,
+                               "quantized": quantized}
 
