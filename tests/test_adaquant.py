@@ -278,11 +278,26 @@ def test_bad_arguments_raise_naming_the_parameter():
     with pytest.raises(ValueError, match="mode="):
         calibrate(model, _ids(), "int4", mode="diagonal", seq_len=64, progress=False)
     with pytest.raises(ValueError, match="method="):
-        calibrate(model, _ids(), "int4", method="gptq", seq_len=64, progress=False)
+        calibrate(model, _ids(), "int4", method="obq", seq_len=64, progress=False)
     with pytest.raises(ValueError, match="fmt="):
         calibrate(model, _ids(), "int5", seq_len=64, progress=False)
     with pytest.raises(ValueError, match="seq_len="):
         calibrate(model, _ids(n=32), "int4", seq_len=64, progress=False)
+
+
+@pytest.mark.parametrize("fmt,mode", [("int4_asym", "sequential"), ("bitmod3", "parallel")])
+def test_gptq_method_lowers_every_layers_output_error(fmt, mode):
+    model = tiny_llama(0)
+    snap = {n: m.weight.detach().clone() for n, m in decoder_linears(model).items()}
+    cal = calibrate(model, _ids(), fmt, method="gptq", mode=mode, group_size=32, seq_len=64,
+                    act_order=mode == "sequential", progress=False)
+    assert len(cal.layers) == 14 and cal.settings["act_order"] == (mode == "sequential")
+    for r in cal.layers.values():
+        assert r.mse < r.mse_rtn, r.name
+        assert torch.equal(r.qtensor.dequantize(), r.weight)          # deployable: codes + metadata
+    with calibrated(model, cal):
+        assert all(torch.equal(m.weight, cal.layers[n].weight) for n, m in decoder_linears(model).items())
+    assert all(torch.equal(m.weight, snap[n]) for n, m in decoder_linears(model).items())
 
 
 def test_recovered_fraction():

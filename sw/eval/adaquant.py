@@ -49,7 +49,7 @@ from .fakequant import check_format
 from .hooks import QuantSpec, decoder_linears, weights_restored
 from .learned import LearnedQuantizer
 
-METHODS = ("rtn", "bias_correction", "adaquant")
+METHODS = ("rtn", "bias_correction", "adaquant", "gptq")
 
 PRESETS: dict[str, dict] = {
     # smoke: tiny_context unit runs; quick: ~8 min on 2 idle cores; full: ~12 min.
@@ -215,12 +215,15 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
               scale_format: str | None = None, seq_len: int = 512, tokens: int | None = None, steps: int = 100,
               batch_tokens: int = 512, lr_w: float = 1e-2, lr_s: float = 1e-3, learn_scale: bool = True,
               learn_bias: bool = False, bias_correct_after: bool = False, skip_first: int = 0, seed: int = 0,
-              max_move: float | None = None, progress: bool = True) -> Calibration:
+              max_move: float | None = None, act_order: bool = True, static_groups: bool | None = None,
+              damp: float = 0.01, gptq_block: int = 128, progress: bool = True) -> Calibration:
     """Calibrate every decoder linear of ``model`` on ``ids`` (``[1, N]``; ``tokens`` caps N).
 
     ``fmt``: one format for all linears, or a mapping linear name -> format (None = stays float).
     ``method``: ``rtn`` (plain sw.quantize), ``bias_correction`` (RTN + mean-shift bias), or
-    ``adaquant`` (+ ``bias_correct_after``). ``mode``: ``parallel`` or ``sequential`` capture.
+    ``adaquant`` (+ ``bias_correct_after``), or ``gptq`` (:func:`sw.eval.gptq.gptq_quantize` on the
+    Hessian of the layer's calibration inputs, with ``act_order``, ``static_groups``, ``damp`` and
+    ``gptq_block``). ``mode``: ``parallel`` or ``sequential`` capture.
     ``skip_first``: leave the first ``skip_first`` positions of every calibration sequence out of the
     AdaQuant loss (bias statistics use every position). Position 0 is the attention sink of a Llama-style model: its
     activations are orders of magnitude larger than the rest, so it dominates a plain output MSE.
@@ -238,6 +241,8 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
     keep = (torch.arange(n_tok) % seq_len) >= skip_first
     settings = dict(group_size=group_size, scale_format=scale_format, seq_len=seq_len, tokens=n_tok,
                     skip_first=skip_first, seed=seed)
+    if method == "gptq":
+        settings.update(act_order=act_order, static_groups=static_groups, damp=damp, block=gptq_block)
     if method == "adaquant":
         settings.update(steps=steps, batch_tokens=batch_tokens, lr_w=lr_w, lr_s=lr_s, learn_scale=learn_scale,
                         learn_bias=learn_bias, bias_correct_after=bias_correct_after, max_move=max_move)
@@ -259,7 +264,8 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
                     y = F.linear(x_fp, lin.weight, lin.bias)
                 res = _calibrate_one(full, lin, x, y, f, method, group_size, scale_format, steps, batch_tokens,
                                      lr_w, lr_s, learn_scale, learn_bias, bias_correct_after, seed,
-                                     keep if skip_first else None, max_move)
+                                     keep if skip_first else None, max_move,
+                                     gptq=settings if method == "gptq" else None)
                 res.seconds = time.perf_counter() - t1
                 cal.layers[full] = res
                 bar.update(1)
@@ -272,10 +278,20 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
 
 
 def _calibrate_one(name, lin, x, y, fmt, method, group_size, scale_format, steps, batch_tokens, lr_w, lr_s,
-                   learn_scale, learn_bias, bias_correct_after, seed, keep=None, max_move=None) -> LayerResult:
-    """One linear; ``keep`` (bool per row of ``x``) selects the rows of the AdaQuant loss (bias
-    statistics always use every row)."""
+                   learn_scale, learn_bias, bias_correct_after, seed, keep=None, max_move=None,
+                   gptq: dict | None = None) -> LayerResult:
+    """One linear; ``keep`` (bool per row of ``x``) selects the rows of the AdaQuant loss and of
+    GPTQ's Hessian (bias statistics always use every row)."""
     b = None if lin.bias is None else lin.bias.detach()
+    if method == "gptq":
+        from .gptq import Hessian, gptq_quantize, group_quantize
+        hs = Hessian(x.shape[1])
+        hs.add(x if keep is None else x[keep])
+        w, info = gptq_quantize(lin.weight.detach(), hs.value(), fmt, group_size, scale_format=scale_format,
+                                act_order=gptq["act_order"], static_groups=gptq["static_groups"],
+                                damp=gptq["damp"], block=gptq["block"])
+        w_rtn = group_quantize(lin.weight.detach().float(), fmt, group_size, scale_format).dequantize()
+        return LayerResult(name, w, b, info["quantized"], output_mse(x, w_rtn, b, y), output_mse(x, w, b, y))
     if method == "adaquant":
         xk, yk = (x, y) if keep is None else (x[keep], y[keep])
         q, b_new, mse_rtn, mse, kept = calibrate_linear(
