@@ -110,3 +110,28 @@ def test_errors_name_the_parameter(layer):
         Hessian(8).value()
     with pytest.raises(ValueError, match=r"^x has 4 features, the Hessian 8$"):
         Hessian(8).add(torch.zeros(3, 4))
+
+
+def test_section_on_the_tiny_context(tmp_path):
+    from sw.eval import tiny_context
+    from sw.eval.gptq_eval import section
+    ctx = tiny_context(tmp_path)
+    s = section(ctx)
+    assert s.key == "gptq" and s.tables[0].columns[:4] == ["format", "method", "bits/weight", "PPL"]
+    assert [(r[0], r[1]) for r in s.tables[0].rows] == [
+        ("int4_asym", "RTN"), ("int4_asym", "GPTQ act-order"),
+        ("bitmod3", "RTN"), ("bitmod3", "GPTQ act-order"), ("bitmod3", "GPTQ in-loop groups")]
+    tg = s.data["targets"]
+    assert set(tg["gptq_below_rtn"]) == {"int4_asym", "bitmod3"} and tg["w4"]["format"] == "int4_asym"
+    assert "GPTQ below RTN for every format" in s.text
+
+
+def test_targets_arithmetic():
+    from sw.eval.gptq_eval import targets
+    runs = {"int4": {"RTN": {"ppl": 30.0}, "GPTQ act-order": {"ppl": 27.0}},
+            "int3_asym": {"RTN": {"ppl": 50.0}, "GPTQ act-order": {"ppl": 52.0}}}
+    t = targets(runs, 25.0)
+    assert t["gptq_below_rtn"] == {"int4": True, "int3_asym": False} and t["all_below"] is False
+    assert t["w4"] == {"ppl": 27.0, "format": "int4", "method": "GPTQ act-order", "delta_pct": pytest.approx(8.0),
+                       "target_pct": 12.0, "met": True}
+    assert t["w3"]["method"] == "RTN" and t["w3"]["met"] is False          # 50 = +100 %

@@ -34,6 +34,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "speed": ("sw.eval.studies", "speed_section"),
     "adaquant_sweep": ("sw.eval.adaquant_sweep", "section"),
     "adaquant": ("sw.eval.adaquant", "section"),
+    "gptq": ("sw.eval.gptq_eval", "section"),
     "allocate": ("sw.eval.allocate", "section"),
     "qat": ("sw.eval.qat", "section"),
 }
@@ -43,8 +44,8 @@ PACKAGES = ["torch", "transformers", "gguf", "accelerate", "safetensors", "gensi
 
 
 #: sections that run only when asked for by name (or by "all"): the settings sweep whose outcome the
-#: default sections already use
-OPTIONAL: frozenset[str] = frozenset({"adaquant_sweep"})
+#: default sections already use, and GPTQ (new, its run time on the presets not yet measured)
+OPTIONAL: frozenset[str] = frozenset({"adaquant_sweep", "gptq"})
 DEFAULT_SECTIONS: list[str] = [k for k in SECTIONS if k not in OPTIONAL]
 
 

@@ -27,7 +27,7 @@ __all__ = ["ContextSpec", "SECTION_WEIGHTS", "context_for", "run_section_job", "
 
 #: Seconds each section took in the full preset here (README, "Accuracy"): the submission order.
 SECTION_WEIGHTS = {"reference": 0.0, "weight_formats": 628.0, "fp6": 188.0, "act_kv": 492.0, "studies": 475.0,
-                   "minilm": 73.0, "speed": 49.0, "adaquant_sweep": 1500.0, "adaquant": 1093.0, "allocate": 876.0,
+                   "minilm": 73.0, "speed": 49.0, "adaquant_sweep": 1500.0, "adaquant": 1093.0, "gptq": 1000.0, "allocate": 876.0,
                    "qat": 996.0}
 
 
