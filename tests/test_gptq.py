@@ -66,7 +66,7 @@ def test_equals_the_straightforward_reference(layer, fmt, g, act_order, static):
     assert torch.equal(q, reference(w, h, fmt, g, act_order, static))
     assert info["dead"] == 0 and info["loss"] > 0
     # the codes and metadata dequantize to the result (the deployable form)
-    assert torch.equal(info["quantized"].dequantize(), q)
+    assert torch.equal(info["quantized"].dequantize()[:, :q.shape[1]], q)
 
 
 @pytest.mark.parametrize("fmt,g,act_order,static", CASES)
@@ -81,6 +81,21 @@ def test_layer_output_error_below_rtn(layer, fmt, g, act_order, static):
     # (static groups: the same metadata as RTN's)
     if static:
         assert torch.equal(group_quantize(w, fmt, g, None).requantize(q), q)
+
+
+@pytest.mark.parametrize("act_order,static", [(True, True), (False, False)])
+def test_a_partial_last_group_is_zero_padded(layer, act_order, static):
+    """200 inputs in groups of 64: the last group has 8 columns, padded with zeros as RTN's is."""
+    w, x, _ = layer
+    w, x = w[:, :200], x[:, :200]
+    hs = Hessian(200)
+    hs.add(x)
+    q, info = gptq_quantize(w, hs.value(), "bitmod4", 64, act_order=act_order, static_groups=static,
+                            dtype=torch.float64)
+    assert torch.equal(q, reference(w, hs.value(), "bitmod4", 64, act_order, static))
+    qt = info["quantized"]
+    assert qt.codes.shape == (128, 256) and torch.equal(qt.dequantize()[:, :200], q)
+    assert torch.count_nonzero(qt.dequantize()[:, 200:]) == 0
 
 
 def test_dead_inputs_are_zeroed(layer):

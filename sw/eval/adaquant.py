@@ -290,7 +290,7 @@ def _calibrate_one(name, lin, x, y, fmt, method, group_size, scale_format, steps
         w, info = gptq_quantize(lin.weight.detach(), hs.value(), fmt, group_size, scale_format=scale_format,
                                 act_order=gptq["act_order"], static_groups=gptq["static_groups"],
                                 damp=gptq["damp"], block=gptq["block"])
-        w_rtn = group_quantize(lin.weight.detach().float(), fmt, group_size, scale_format).dequantize()
+        w_rtn = group_quantize(lin.weight.detach().float(), fmt, group_size, scale_format).dequantize()[:, :w.shape[1]]
         return LayerResult(name, w, b, info["quantized"], output_mse(x, w_rtn, b, y), output_mse(x, w, b, y))
     if method == "adaquant":
         xk, yk = (x, y) if keep is None else (x[keep], y[keep])

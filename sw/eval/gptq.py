@@ -58,9 +58,14 @@ class Hessian:
 
 
 def group_quantize(w: torch.Tensor, fmt: str, group_size: int | None, scale_format: str | None):
-    """RTN metadata of ``w`` for ``fmt`` (:func:`sw.quantize`; a group format with a fixed block
-    takes its own)."""
+    """RTN of ``w`` (``[out, in]``) to ``fmt`` (:func:`sw.quantize`; a group format with a fixed block
+    takes its own), ``in`` zero-padded to whole groups as :func:`sw.eval.fakequant.quantize_dequant`
+    does (SmolLM2: 576 = 4.5 x 128; zeros change no group's metadata): the result has the padded width."""
     gf = GF.find(fmt)
+    g = gf.block if gf is not None and gf.block is not None else group_size
+    pad = 0 if g is None else (-w.shape[-1]) % g
+    if pad:
+        w = torch.cat([w, torch.zeros(*w.shape[:-1], pad, dtype=w.dtype)], -1)
     if gf is not None and gf.block is not None:
         return sw.quantize(w, fmt, scale_format=scale_format)
     return sw.quantize(w, fmt, group_size, scale_format=scale_format)
@@ -84,11 +89,12 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, fmt: str, group_size: int | 
                   damp: float = 0.01, block: int = 128, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, dict]:
     """GPTQ of ``w`` (``[out, in]``) with Hessian ``h`` (:class:`Hessian`) to ``fmt``.
 
-    Returns ``(q, info)``: ``q`` the quantized weights (float32, on the format's grid, ``w``'s shape)
+    Returns ``(q, info)``: ``q`` the quantized weights (float32, on the format's grid, ``w``'s shape; an
+    ``in`` that is not a whole number of groups is zero-padded to one, as RTN here does)
     and ``info`` = ``{"loss"`` (GPTQ's ``sum (w - q)^2 / diag(H^-1)^2 / 2``), ``"dead"`` (input columns
     with ``H_jj = 0``, set to 0 as GPTQ does), ``"damp"`` (the damping added), ``"quantized"`` (the
-    :class:`sw.QuantizedTensor`: codes and the metadata they were chosen under; it dequantizes to
-    ``q``)}. ``static_groups``
+    :class:`sw.QuantizedTensor`, padded to whole groups: codes and the metadata they were chosen
+    under; its first ``in`` columns dequantize to ``q``)}. ``static_groups``
     defaults to ``act_order``. ``dtype``: the arithmetic (float32; float64 for reference checks).
     """
     _check(w, h, damp, block)
@@ -122,7 +128,7 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, fmt: str, group_size: int | 
     L = torch.linalg.cholesky(H)
     Hinv = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
     Q = torch.zeros_like(W)
-    codes = torch.zeros(out_f, cols, dtype=torch.uint8)
+    codes = qt.codes.clone()          # padded to whole groups; the padding keeps RTN's code of 0
     rtn, meta = qt, []
     loss = torch.zeros(out_f, dtype=dtype)
     for i1 in range(0, cols, block):
