@@ -213,7 +213,7 @@ ACT_KV_SPECS = [
     ("W4A8KV4 bitmod4", dict(weight="bitmod4", act="int8", kv="int4")),
 ]
 PRESETS_ACT_KV = {"smoke": {"specs": ACT_KV_SPECS, "windows": None},
-                  "quick": {"specs": ACT_KV_SPECS, "windows": 2},
+                  "quick": {"specs": ACT_KV_SPECS, "windows": 1},
                   "full": {"specs": ACT_KV_SPECS, "windows": 4}}
 
 
@@ -248,7 +248,7 @@ def act_kv_section(ctx: EvalContext) -> Section:
 LAW_OPTIMUM = {4: "fp4_e2m1", 5: "fp5_e2m2", 6: "fp6_e3m2", 7: "fp7_e3m3", 8: "fp8_e4m3"}
 PRESETS_STUDIES = {  # group_sizes: weight MSE + PPL; mse_group_sizes: weight MSE only (cheap)
     "smoke": {"widths": [4, 5, 6, 7, 8], "group_sizes": [None, 128], "mse_group_sizes": [], "windows": 1},
-    "quick": {"widths": [4, 5, 6, 7, 8], "group_sizes": [128], "mse_group_sizes": [None], "windows": 1},
+    "quick": {"widths": [4, 5, 6, 7, 8], "group_sizes": [128], "mse_group_sizes": [], "windows": 1},
     "full": {"widths": [4, 5, 6, 7, 8], "group_sizes": [None, 128], "mse_group_sizes": [], "windows": 1}}
 STUDY_SCALE = "fp32"
 
@@ -365,7 +365,7 @@ def _plot_exmy(ctx: EvalContext, results: list[dict], p: dict, ref_ppl: float) -
 
 # ----------------------------------------------------------------------------- speed
 PRESETS_SPEED = {"smoke": {"formats": ["bitmod4", "int4", "fp6_e3m2", "nvfp4"], "repeats": 1, "target_s": 15.0},
-                 "quick": {"formats": ["bitmod4", "int4", "fp6_e3m2", "nvfp4"], "repeats": 2, "target_s": 15.0},
+                 "quick": {"formats": ["bitmod4", "int4", "fp6_e3m2", "nvfp4"], "repeats": 1, "target_s": 15.0},
                  "full": {"formats": ["bitmod4", "int4", "fp6_e3m2", "nvfp4"], "repeats": 3, "target_s": 15.0}}
 
 
