@@ -27,11 +27,11 @@ PRESETS: dict[str, dict] = {
     "smoke": {"formats": ["fp3", "int3_asym", "int4_asym", "bitmod4", "int8", "fp16"],
               "tokens": 128, "uniform": ["int3_asym", "bitmod4"],
               "extra_bits": [5.0], "cycle_budgets": [0.75], "joint": [(4.25, 0.9)], "metric": "kl"},
-    # SmolLM2, ~8 min idle: 6 engine formats (INT8 gives the IP somewhere to spend bits above FP6) on
-    # 128 calibration tokens, 4 uniform baselines, ~6 IP budgets; quantized weights are kept from the
+    # SmolLM2, ~4 min idle: 6 engine formats (INT8 gives the IP somewhere to spend bits above FP6) on
+    # 64 calibration tokens, 4 uniform baselines, ~6 IP budgets; quantized weights are kept from the
     # sensitivity pass (~2.5 GB) and reused
     "quick": {"formats": ["fp3", "bitmod3", "int4_asym", "bitmod4", "fp6_e3m2", "int8"],
-              "tokens": 128, "uniform": ["bitmod3", "int4_asym", "bitmod4", "fp6_e3m2"],
+              "tokens": 64, "uniform": ["bitmod3", "int4_asym", "bitmod4", "fp6_e3m2"],
               "extra_bits": [3.5], "cycle_budgets": [0.75], "joint": [], "reuse_quantized": True, "metric": "kl",
               "eval_windows": None},
     # SmolLM2, ~13 min idle: 8 engine formats on 128 tokens, 6 uniform baselines, a denser budget sweep
