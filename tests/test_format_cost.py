@@ -58,11 +58,12 @@ def test_savings_arithmetic_and_report_row():
     # a component built exactly as with the whole set saves nothing and needs no run
     assert rows[2]["by_component"] == {"pe": 10.0, "rescale_unit": 0.0, "weight_port": 10.0}
     assert rows[2]["saved"] == 20.0
-    md = FC.markdown(rows, 1500.0)
+    from gen.area_markdown import format_cost_markdown
+    md = format_cost_markdown(rows, 1500.0)
     assert md[0] == "## What each weight format costs\n"
     assert "| x | int8 | 150 | 10.0% | 100 | 0 | 50 |" in md
     assert "| y | int4 | no GE figure (see area.json) | |" + " |" * 3 in md
-    assert FC.markdown([], 1500.0) == []
+    assert format_cost_markdown([], 1500.0) == []
 
 
 @pytest.mark.synth

@@ -87,8 +87,12 @@ def main(argv: list[str] | None = None, prog: str = "bitmix eval") -> int:
         except ValueError as e:
             print(f"error: --scheduler: {e}", file=sys.stderr)
             return 2
-    doc, ok = run_report(ctx, keys, setup_seconds=time.perf_counter() - t0, scheduler=scheduler,
-                         workers=args.workers, cache_dir=args.cache_dir, threads=args.threads)
+    if scheduler is None:
+        doc, ok = run_report(ctx, keys, setup_seconds=time.perf_counter() - t0)
+    else:
+        from .section_jobs import run_report_jobs
+        doc, ok = run_report_jobs(ctx, keys, setup_seconds=time.perf_counter() - t0, scheduler=scheduler,
+                                  workers=args.workers, cache_dir=args.cache_dir, threads=args.threads)
     print(f"wrote {args.out / 'eval.json'} and {args.out / 'eval.md'} ({doc['total_seconds']:.0f} s)"
           + ("" if ok else f"; failed sections: {', '.join(doc['errors'])}"))
     return 0 if ok else 1

@@ -201,20 +201,10 @@ def write_report(ctx: EvalContext, sections: list[Section], total: float, setup_
     return doc
 
 
-def run_report(ctx: EvalContext, keys: list[str] | None = None, setup_seconds: float = 0.0, *,
-               scheduler: str | None = None, workers: int | None = None, cache_dir=None,
-               threads: int | None = None) -> tuple[dict, bool]:
-    """Run ``keys`` (default: the default sections) in report order, writing the report after each section; returns
-    (json doc, all ok). With ``scheduler`` (``"serial"``, ``"local"`` or a Dask address) the sections run as
-    jobs (:mod:`sw.eval.section_jobs`; ``workers``, ``cache_dir`` and ``threads`` per worker go there) and the
-    report is written once they are all back."""
+def run_report(ctx: EvalContext, keys: list[str] | None = None, setup_seconds: float = 0.0) -> tuple[dict, bool]:
+    """Run ``keys`` (default: the default sections) in report order in this process, writing the report after
+    each section; returns (json doc, all ok). :func:`sw.eval.section_jobs.run_report_jobs` runs them as jobs."""
     t0 = time.perf_counter()
-    if scheduler is not None:
-        from .section_jobs import run_sections
-        sections = run_sections(ctx, parse_sections(keys), scheduler=scheduler, workers=workers,
-                                cache_dir=cache_dir, threads=threads, progress=ctx.progress)
-        doc = write_report(ctx, sections, time.perf_counter() - t0 + setup_seconds, setup_seconds)
-        return doc, not doc["errors"]
     sections = []
     for k in parse_sections(keys):     # the report is rewritten after every section: an interrupted run keeps
         sections.append(run_section(ctx, k))     # what it finished

@@ -23,7 +23,7 @@ from sw import jobs as J
 
 from .context import EvalContext, Section
 
-__all__ = ["ContextSpec", "SECTION_WEIGHTS", "context_for", "run_section_job", "run_sections"]
+__all__ = ["ContextSpec", "SECTION_WEIGHTS", "context_for", "run_section_job", "run_sections", "run_report_jobs"]
 
 #: Seconds each section took in the full preset here (README, "Accuracy"): the submission order.
 SECTION_WEIGHTS = {"reference": 0.0, "weight_formats": 628.0, "fp6": 188.0, "act_kv": 492.0, "studies": 475.0,
@@ -101,3 +101,18 @@ def run_sections(ctx: EvalContext, keys: list[str], *, scheduler: str | None, wo
             s = Section(k, k, f"**Error (job failed)**: {s.get('error')}", [], [], {"error": s.get("error")}, 0.0)
         sections.append(s)
     return sections
+
+
+def run_report_jobs(ctx: EvalContext, keys: list[str] | None = None, setup_seconds: float = 0.0, *,
+                    scheduler: str | None, workers: int | None = None, cache_dir=None,
+                    threads: int | None = None) -> tuple[dict, bool]:
+    """:func:`sw.eval.report.run_report` with the sections as jobs on ``scheduler``; the report is written
+    once they are all back. Returns (json doc, all ok)."""
+    import time
+
+    from .report import parse_sections, write_report
+    t0 = time.perf_counter()
+    sections = run_sections(ctx, parse_sections(keys), scheduler=scheduler, workers=workers, cache_dir=cache_dir,
+                            threads=threads, progress=ctx.progress)
+    doc = write_report(ctx, sections, time.perf_counter() - t0 + setup_seconds, setup_seconds)
+    return doc, not doc["errors"]
