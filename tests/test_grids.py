@@ -344,3 +344,25 @@ def test_nearest_even_is_ieee_for_minifloats():
 def test_default_rounding():
     assert all(F.get(n).default_rounding == "nearest_even" for n in F.names())
     assert F.ROUNDINGS == ("nearest_even", "nearest_away", "nearest_down", "nearest_up")
+
+
+@pytest.mark.parametrize("name", [n for n in F.names() if F.get(n)._int_lo is not None])
+@pytest.mark.parametrize("rounding", F.ROUNDINGS)
+def test_int_grid_arithmetic_encode_equals_the_search(name, rounding):
+    """INT grids are encoded by arithmetic (trunc and the exact fraction); the codes must be those of
+    the binary search over the midpoints for every tie rule, at and next to every midpoint, far out
+    of range, at ±inf and ±0 and at tiny negative fractions (where x - floor(x) is inexact)."""
+    e = F.get(name)
+    lo, n = e._int_lo, e.values.numel()
+    g = torch.Generator().manual_seed(1)
+    x = torch.cat([torch.arange(lo - 3, lo + n + 3, 0.5), torch.randn(20000, generator=g) * n,
+                   torch.randn(20000, generator=g) * 1e-3,
+                   torch.tensor([math.inf, -math.inf, 0.0, -0.0, 1e30, -1e30, -0.49999997, 0.49999997, -1e-40])])
+    x = torch.cat([x, torch.nextafter(x, torch.tensor(math.inf)), torch.nextafter(x, torch.tensor(-math.inf))])
+    fast = e._encode_chunk(x, rounding)
+    e._int_lo = None                      # force the searchsorted path on the same object
+    try:
+        search = e._encode_chunk(x, rounding)
+    finally:
+        e._int_lo = lo
+    assert torch.equal(fast, search)

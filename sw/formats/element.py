@@ -115,6 +115,13 @@ class ElementFormat:
         self.midpoints = torch.tensor(mids, dtype=torch.float32)
         self._tie_up = {r: torch.tensor(self._tie_rule(r, grid, by_value), dtype=torch.bool)
                         for r in ROUNDINGS}
+        # a grid of consecutive integers (every INT format) is encoded by arithmetic instead of a search
+        self._int_lo: float | None = (grid[0] if len(grid) > 1 and all(float(v).is_integer() for v in grid)
+                                      and grid[-1] - grid[0] == len(grid) - 1 and self.neg_zero_code is None
+                                      else None)
+        # ... and where each code's parity is its value's, its nearest_even rule is torch.round's
+        self._rne_is_round = self._int_lo is not None and all(
+            (by_value[v] - int(v)) % 2 == 0 for v in grid)
 
     # ---------------------------------------------------------------- derived facts
     @staticmethod
@@ -191,6 +198,8 @@ class ElementFormat:
         return self._encode_chunk(x, rounding)
 
     def _encode_chunk(self, x: torch.Tensor, rounding: str) -> torch.Tensor:
+        if self._int_lo is not None:
+            return self._encode_int_grid(x, rounding)
         mids = self.midpoints
         if mids.numel() == 0:
             return torch.full_like(x, int(self.grid_codes[0]), dtype=torch.uint8)
@@ -203,6 +212,26 @@ class ElementFormat:
             neg0 = (self.values[idx] == 0) & torch.signbit(x)
             codes = torch.where(neg0, torch.tensor(self.neg_zero_code, dtype=torch.uint8), codes)
         return codes
+
+    def _encode_int_grid(self, x: torch.Tensor, rounding: str) -> torch.Tensor:
+        """:meth:`_encode_chunk` for a grid of consecutive integers ``lo .. lo + n - 1``: the same codes
+        (ties at ``k + 0.5`` follow the same per-midpoint rule, out-of-range values saturate) from
+        ``trunc`` and the exact fraction ``x - trunc(x)`` instead of a binary search (~100x faster)."""
+        n = self.values.numel()
+        lo = self._int_lo
+        if rounding == "nearest_even" and self._rne_is_round:
+            return self.grid_codes[(torch.round(x).clamp_(lo, lo + n - 1) - lo).long()]
+        xc = x.clamp(lo - 1.0, lo + n)            # finite (±inf saturate), order kept
+        t = torch.trunc(xc)
+        f = xc - t                                # exact, unlike x - floor(x) for small negative x
+        neg = f < 0
+        base = torch.where(neg, t - 1.0, t) - lo  # index of the grid value at or below x
+        frac_up = torch.where(neg, f > -0.5, f > 0.5)   # the fraction x - floor(x) is above a half
+        tie = f.abs() == 0.5
+        at = base.clamp(0, n - 2).long()
+        up = frac_up | (tie & self._tie_up[rounding][at] & (base >= 0) & (base <= n - 2))
+        idx = (base + up).clamp(0, n - 1).long()
+        return self.grid_codes[idx]
 
     def grid_values(self, x: torch.Tensor, rounding: str | None = None) -> torch.Tensor:
         """``decode(encode(x))`` in one step (float32)."""
