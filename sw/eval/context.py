@@ -41,7 +41,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset("smoke", eval_windows=2, window=128, calib_tokens=512, val_windows=2),
-    "quick": Preset("quick", eval_windows=2, window=2048, calib_tokens=8192, val_windows=2),
+    "quick": Preset("quick", eval_windows=1, window=2048, calib_tokens=8192, val_windows=1),
     "full": Preset("full", eval_windows=8, window=2048, calib_tokens=16384, val_windows=4),
 }
 
