@@ -58,6 +58,25 @@ def quantize_absmax(x, element, name, g, axis, scale_format, rounding) -> Quanti
                            scale_format=scale_format, rounding=rounding)
 
 
+def absmax_values(x: torch.Tensor, element: ElementFormat, g: int, axis: int, scale_format: str,
+                  rounding: str) -> torch.Tensor | None:
+    """``quantize_absmax(x, ...).dequantize()`` (float32) without building codes or checking them: the
+    hot path of activation fake-quantization. ``x`` must be float32 and NaN-free; returns ``None`` when
+    ``x`` holds ``±inf`` or a scale overflows ``scale_format`` (the caller then takes the checked path,
+    which saturates or raises as :func:`quantize_absmax` does)."""
+    if not bool(torch.isfinite(x).all()):
+        return None
+    xg = to_groups(x, axis, g)
+    s = xg.abs().amax(-1) / element.qmax
+    sf = get_scale_format(scale_format)
+    if bool((s > sf.max).any()):
+        return None
+    s = sf.round(s).unsqueeze(-1)
+    live = s > 0
+    y = torch.where(live, xg / torch.where(live, s, 1.0), 0.0)     # +0 (not x's -0) where s == 0
+    return from_groups(element._values_f32(y, rounding) * s, axis)
+
+
 def quantize_asymmetric(x, element, name, g, axis, scale_format, rounding) -> QuantizedTensor:
     """Affine INT: range [min(x, 0), max(x, 0)] onto codes 0..2^b-1, integer zero point.
 

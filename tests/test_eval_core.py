@@ -20,7 +20,7 @@ from sw.eval import (
     weights_restored,
 )
 from sw.eval.data import sentences, splits, strip_markup, validation_slice
-from sw.eval.fakequant import quantize_dequant
+from sw.eval.fakequant import dequant_values, quantize_dequant
 from sw.eval.models import tiny_llama
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -76,6 +76,30 @@ def test_fake_quant_bit_equal_and_identity_grad(fmt, g):
     c = torch.randn(8, 128)
     (y * c).sum().backward()
     assert torch.equal(x.grad, c)
+
+
+def _bits(t):
+    return t.view(torch.int16) if t.dtype != torch.float32 else t.view(torch.int32)
+
+
+@pytest.mark.parametrize("fmt", ["int8", "int4", "int3", "fp8_e4m3", "fp4_e2m1", "fp6_e3m2", "fp3", "flint4",
+                                 "int4_asym", "bitmod4", "mxfp4", "nvfp4"])
+@pytest.mark.parametrize("g", [None, 32, 48])
+def test_dequant_values_fast_path_is_bit_equal(fmt, g):
+    """The activation hot path (no codes built) gives the checked path's bits, signs of zero included,
+    for finite input, zero and tiny groups (scales rounding to 0), fp16/bf16 input, inf (falls back)."""
+    if fmt.startswith(("mx", "nv")):
+        g = 128                      # "the format's own block" (another group size is refused)
+    gen = torch.Generator().manual_seed(5)
+    xs = [torch.randn(3, 64, 576, generator=gen) * 3, torch.randn(2, 576, generator=gen).half(),
+          torch.randn(4, 576, generator=gen).bfloat16() * 1e3, -torch.zeros(2, 576),
+          torch.cat([torch.zeros(1, 576), torch.randn(1, 576, generator=gen) * 1e-6,
+                     -torch.rand(1, 576, generator=gen) * 1e-9]),
+          torch.tensor([[math.inf] + [1.0] * 575])]
+    for x in xs:
+        want = quantize_dequant(x, fmt, g)[0]
+        got = dequant_values(x, fmt, g)
+        assert got.dtype == want.dtype and torch.equal(_bits(got), _bits(want))
 
 
 def test_fake_quant_partial_last_group_equals_separate_groups():

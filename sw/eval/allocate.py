@@ -4,7 +4,10 @@ the ``allocate`` report section.
 :func:`section` measures the sensitivities on SmolLM2 (:mod:`sw.eval.sensitivity`), solves the IP
 (:mod:`sw.eval.knapsack`) over a sweep of budgets (bits, cycles relative to uniform INT4, and
 joint), measures each distinct allocation's perplexity (:func:`allocation_ppl`), puts the uniform
-formats at their own bits and cycles in the same table, and draws the Pareto plots.
+formats at their own bits and cycles in the same table, runs the closed loop
+(:mod:`sw.eval.closed_loop`: re-solve with what the mixtures measure on the validation slice, the
+uniform formats as candidates) at every budget, judges its pick against the best uniform format within
+the budget, and draws the Pareto plots.
 """
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from . import hwcost
+from .closed_loop import closed_loop
 from .hooks import QuantSpec, decoder_linears, quantize_weight, weights_restored
 from .knapsack import model_cost, problem, solve
 from .sensitivity import EPS, GROUP_SIZE, layer_sensitivity
@@ -26,23 +31,23 @@ PRESETS: dict[str, dict] = {
     # tiny_llama, seconds: a few formats, a handful of budgets
     "smoke": {"formats": ["fp3", "int3_asym", "int4_asym", "bitmod4", "int8", "fp16"],
               "tokens": 128, "uniform": ["int3_asym", "bitmod4"],
-              "extra_bits": [5.0], "cycle_budgets": [0.75], "joint": [(4.25, 0.9)], "metric": "kl"},
+              "extra_bits": [5.0], "cycle_budgets": [0.75], "joint": [(4.25, 0.9)], "metric": "kl", "loop_iter": 3},
     # SmolLM2, ~4 min idle: 6 engine formats (INT8 gives the IP somewhere to spend bits above FP6) on
     # 64 calibration tokens, 4 uniform baselines, ~6 IP budgets; quantized weights are kept from the
     # sensitivity pass (~2.5 GB) and reused
     "quick": {"formats": ["fp3", "bitmod3", "int4_asym", "bitmod4", "fp6_e3m2", "int8"],
               "tokens": 64, "uniform": ["bitmod3", "int4_asym", "bitmod4", "fp6_e3m2"],
               "extra_bits": [3.5], "cycle_budgets": [0.75], "joint": [], "reuse_quantized": True, "metric": "kl",
-              "eval_windows": None},
+              "eval_windows": None, "loop_iter": 3},
     # SmolLM2, ~13 min idle: 8 engine formats on 128 tokens, 6 uniform baselines, a denser budget sweep
     "full": {"formats": ["fp3", "int3_asym", "bitmod3", "int4_asym", "bitmod4", "fp6_e2m3", "fp6_e3m2", "int8"],
              "tokens": 128, "uniform": ["int3_asym", "bitmod3", "int4_asym", "bitmod4", "fp6_e3m2", "fp6_e2m3"],
              "extra_bits": [3.5, 4.5, 5.0], "cycle_budgets": [0.75, 1.0], "joint": [(4.5, 1.0)],
-             "reuse_quantized": True, "metric": "kl", "eval_windows": 4},
+             "reuse_quantized": True, "metric": "kl", "eval_windows": 4, "loop_iter": 4},
 }
 
 def allocation_ppl(ctx, layer_formats: dict[str, str | None], store: dict | None = None,
-                   group_size: int | None = GROUP_SIZE, windows: int | None = None) -> dict:
+                   group_size: int | None = GROUP_SIZE, windows: int | None = None, split: str = "eval") -> dict:
     """Perplexity of ``ctx.model`` with ``layer_formats`` applied.
 
     Without ``store`` this is ``ctx.ppl(QuantSpec(layer_formats=..., group_size=...))``. With a
@@ -50,17 +55,18 @@ def allocation_ppl(ctx, layer_formats: dict[str, str | None], store: dict | None
     is missing, with the same ``hooks.quantize_weight``), then ``ctx.ppl(model=ctx.model)`` measures
     them and the float weights are restored: the same numbers without quantizing the model again
     (held equal by the tests). ``bits_per_weight`` is then left out (the caller knows it exactly).
-    ``windows``: perplexity windows (None = the context preset's).
+    ``windows``: perplexity windows (None = the context preset's); ``split``: ``"eval"`` or ``"val"``.
     """
     if store is None:
-        return ctx.ppl(QuantSpec(layer_formats=dict(layer_formats), group_size=group_size), windows=windows)
+        return ctx.ppl(QuantSpec(layer_formats=dict(layer_formats), group_size=group_size), windows=windows,
+                       split=split)
     lin = decoder_linears(ctx.model)
     with weights_restored(ctx.model), torch.no_grad():
         for name, fmt in layer_formats.items():
             if fmt is not None:
                 w = store.get((name, fmt))
                 lin[name].weight.copy_(quantize_weight(lin[name].weight, fmt, group_size) if w is None else w)
-        r = ctx.ppl(None, model=ctx.model, windows=windows)
+        r = ctx.ppl(None, model=ctx.model, windows=windows, split=split)
     r.pop("bits_per_weight", None)
     r["label"] = "W mixed (reused quantized weights)"
     return r
@@ -78,11 +84,13 @@ def _plot(path: Path, points_ip: list[dict], points_uni: list[dict], xkey: str, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for kind, style, label in (("bits", "o-", "IP mixture, bits budget"), ("cycles", "D", "IP mixture, cycle budget")):
+    for kind, style, color, label in (("bits", "o-", "C0", "open-loop IP, bits budget"),
+                                      ("cycles", "D", "C2", "open-loop IP, cycle budget"),
+                                      ("closed", "*", "C1", "closed-loop pick (any budget)")):
         pts = sorted((p for p in points_ip if p["kind"] == kind and p[xkey] is not None), key=lambda p: p[xkey])
         if pts:
-            ax.plot([p[xkey] for p in pts], [p["ppl"] for p in pts], style, color="C0" if kind == "bits" else "C2",
-                    label=label)
+            ax.plot([p[xkey] for p in pts], [p["ppl"] for p in pts], style, color=color, label=label,
+                    ms=10 if kind == "closed" else 6)
     uni = [p for p in points_uni if p[xkey] is not None]
     for p in uni:
         ax.plot(p[xkey], p["ppl"], "s", color="C3")
@@ -133,23 +141,65 @@ def section(ctx, preset: str | None = None) -> Section:
     for b, c in P["joint"]:
         runs.append({"kind": f"bits ≤ {b} and cycles ≤ {c}× int4", "bits_budget": float(b),
                      "cycles_budget": c * int4_cyc})
+    def plan(choice) -> dict[str, str | None]:
+        return {n: (None if formats[int(i)] == hwcost.KEEP_FLOAT else formats[int(i)]) for n, i in zip(pr.names, choice)}
+
+    # the closed loop's measurements: added NLL on the validation slice (never the evaluation windows)
+    tl = time.perf_counter()
+    val_ref = ctx.reference_for(None, "val")
+    uni_val: dict[str, float] = {}
+    for k, f in enumerate(formats):
+        uni_val[f] = 0.0 if f == hwcost.KEEP_FLOAT else (
+            allocation_ppl(ctx, plan(np.full(len(pr.names), k)), store, split="val")["nll"] - val_ref["nll"])
+    val_seen: dict[tuple, float] = {}
+
+    def measure_val(choice) -> float:
+        key = tuple(int(i) for i in choice)
+        if key not in val_seen:
+            val_seen[key] = allocation_ppl(ctx, plan(choice), store, split="val")["nll"] - val_ref["nll"]
+        return val_seen[key]
+
     seen: dict[tuple, dict] = {}
+
+    def eval_ppl(choice) -> dict:
+        key = tuple(int(i) for i in choice)
+        if key not in seen:
+            seen[key] = allocation_ppl(ctx, plan(choice), store, windows=win)
+        return seen[key]
+
     solve_s = 0.0
     for r in runs:
         try:
+            ts = time.perf_counter()
             a = solve(pr.loss, pr.params, pr.bits, pr.cycles, r["bits_budget"], r["cycles_budget"])
+            solve_s += time.perf_counter() - ts
+            loop = closed_loop(pr.loss, pr.params, pr.bits, pr.cycles, formats, measure_val, uni_val,
+                               bits_budget=r["bits_budget"], cycles_budget=r["cycles_budget"], max_iter=P["loop_iter"])
         except ValueError as e:
             r["error"] = str(e)
             continue
-        solve_s += a.seconds
         r.update(avg_bits=a.avg_bits, cycles=a.cycles, predicted=a.objective, counts=a.counts(formats),
-                 status=a.status, solve_seconds=a.seconds)
-        key = tuple(int(i) for i in a.choice)
-        if key not in seen:
-            seen[key] = allocation_ppl(ctx, a.layer_formats(pr.names, formats), store, windows=win)
-        r.update(ppl=seen[key]["ppl"], delta_pct=seen[key]["delta_pct"])
-        if "bits_per_weight" in seen[key]:
-            r["measured_bits"] = seen[key]["bits_per_weight"]
+                 status=a.status, solve_seconds=a.seconds, val_delta_nll=measure_val(a.choice))
+        res = eval_ppl(a.choice)
+        r.update(ppl=res["ppl"], delta_pct=res["delta_pct"])
+        if "bits_per_weight" in res:
+            r["measured_bits"] = res["bits_per_weight"]
+        b = loop.best
+        res = eval_ppl(b.choice)
+        cands = [c for c in loop.candidates if c.kind == "uniform"]
+        bu_val = min(cands, key=lambda c: c.measured, default=None)
+        bu_eval = min(({"fmt": c.label, "ppl": ctx.ppl(QuantSpec(weight=c.label, group_size=GROUP_SIZE),
+                                                      windows=win)["ppl"]} for c in cands
+                       if c.label != hwcost.KEEP_FLOAT), key=lambda u: u["ppl"], default=None)
+        r["loop"] = {"pick": b.label, "kind": b.kind, "avg_bits": b.avg_bits, "cycles": b.cycles,
+                     "counts": {formats[i]: int((b.choice == i).sum()) for i in range(len(formats))
+                                if (b.choice == i).any()},
+                     "val_delta_nll": b.measured, "ppl": res["ppl"], "delta_pct": res["delta_pct"],
+                     "mixtures_measured": sum(c.kind == "ip" for c in loop.candidates), "stop": loop.stop,
+                     "factors": {f: float(x) for f, x in zip(formats, loop.factors)},
+                     "best_uniform_val": None if bu_val is None else {"fmt": bu_val.label, "delta_nll": bu_val.measured},
+                     "best_uniform_eval": bu_eval}
+    loop_s = time.perf_counter() - tl
     if store is not None:
         store.clear()
     uni: list[dict] = []
@@ -158,12 +208,13 @@ def section(ctx, preset: str | None = None) -> Section:
         res = ctx.ppl(QuantSpec(weight=u, group_size=GROUP_SIZE), windows=win)
         predicted = float(pr.loss[:, formats.index(u)].sum()) if u in formats else None
         uni.append({"fmt": u, "avg_bits": bits, "cycles": cyc, "ppl": res["ppl"], "delta_pct": res["delta_pct"],
-                    "predicted": predicted, "measured_bits": res["bits_per_weight"]})
+                    "predicted": predicted, "measured_bits": res["bits_per_weight"],
+                    "val_delta_nll": uni_val.get(u)})
 
     ref = ctx.reference_for(win)
     rel = lambda c: None if c is None else c / int4_cyc   # noqa: E731
     table = Table(
-        title=f"IP allocations vs uniform formats ({len(pr.names)} linears, g{GROUP_SIZE}, "
+        title=f"Open-loop IP allocations vs uniform formats ({len(pr.names)} linears, g{GROUP_SIZE}, "
               f"PPL on {ref['tokens']} tokens, {ref['windows']}×{ref['window']} windows)",
         columns=["budget", "mixture (layers per format)", "avg bits/weight", "cycles (× uniform int4)",
                  "predicted Σ Δloss", "PPL", "Δ PPL %"],
@@ -178,16 +229,28 @@ def section(ctx, preset: str | None = None) -> Section:
         table.rows.append([f"uniform {u['fmt']}", f"{u['fmt']}×{len(pr.names)}", u["avg_bits"], rel(u["cycles"]),
                            u["predicted"], u["ppl"], u["delta_pct"]])
 
-    # target: IP at each uniform format's bits <= that format's perplexity
+    # target: the closed loop at or below the best uniform format within each budget, on validation and
+    # evaluation; at least 5% below it at bitmod3's and bitmod4's bits
     verdicts, met = [], True
-    for u, r in zip(uni, runs[:len(uni)]):
-        ok = "ppl" in r and r["ppl"] <= u["ppl"]
+    for r in runs:
+        lp = r.get("loop")
+        if lp is None:
+            continue
+        bu, bv = lp["best_uniform_eval"], lp["best_uniform_val"]
+        vs = None if bu is None else 100.0 * (lp["ppl"] / bu["ppl"] - 1.0)
+        need = -5.0 if r["kind"] in ("bits = uniform bitmod3", "bits = uniform bitmod4") else 0.0
+        ok = (vs is None or vs <= need + 1e-9) and (bv is None or lp["val_delta_nll"] <= bv["delta_nll"] + 1e-12)
         met &= ok
-        verdicts.append([u["fmt"], u["avg_bits"], u["ppl"], r.get("ppl"), r.get("avg_bits"),
-                         None if "ppl" not in r else 100.0 * (r["ppl"] / u["ppl"] - 1.0), "met" if ok else "missed"])
-    target = Table(title="Target: IP mixture at the same average bits vs each uniform format",
-                   columns=["uniform format", "its avg bits", "its PPL", "IP PPL", "IP avg bits", "IP vs uniform %",
-                            "verdict"], rows=verdicts)
+        verdicts.append([r["kind"], lp["pick"], _mixture(lp["counts"]), lp["avg_bits"], rel(lp["cycles"]),
+                         r["val_delta_nll"], lp["val_delta_nll"], None if bv is None else bv["delta_nll"],
+                         r["ppl"], lp["ppl"], None if bu is None else f"{bu['fmt']} {bu['ppl']:.3f}", vs,
+                         f"≤ {need:+.0f} %", "met" if ok else "missed", lp["mixtures_measured"]])
+    target = Table(title="Closed loop: the pick at each budget vs the open-loop IP and the best uniform format "
+                         "within the budget (validation: added NLL, nats/token; evaluation: PPL)",
+                   columns=["budget", "pick", "mixture", "avg bits", "cycles (× int4)", "open-loop val ΔNLL",
+                            "pick val ΔNLL", "best uniform val ΔNLL", "open-loop PPL", "pick PPL",
+                            "best uniform (eval PPL)", "pick vs best uniform %", "target", "verdict",
+                            "mixtures measured"], rows=verdicts)
     sens_table = Table(
         title=f"Mean added loss per layer (nats/token, {tokens} calibration tokens), by format",
         columns=["format", "bits/weight (g128)", "terms (cycles/beat)", "mean Δloss", "max Δloss", "layer with max"],
@@ -196,6 +259,8 @@ def section(ctx, preset: str | None = None) -> Section:
 
     ip_points = [{"kind": "bits" if r["cycles_budget"] is None else "cycles", "avg_bits": r["avg_bits"],
                   "cycles": rel(r["cycles"]), "ppl": r["ppl"]} for r in runs if "ppl" in r]
+    ip_points += [{"kind": "closed", "avg_bits": r["loop"]["avg_bits"], "cycles": rel(r["loop"]["cycles"]),
+                   "ppl": r["loop"]["ppl"]} for r in runs if "loop" in r]
     uni_points = [{"fmt": u["fmt"], "avg_bits": u["avg_bits"], "cycles": rel(u["cycles"]), "ppl": u["ppl"]}
                   for u in uni]
     out = Path(ctx.out_dir)
@@ -209,11 +274,9 @@ def section(ctx, preset: str | None = None) -> Section:
                 "engine ({:.2f}×) -- the price of running every format of the table on one datapath."
                 .format(area["bitmix_ge_per_row"], area["int4_only_ge_per_row"], area["ratio"])
                 if area else "Engine area: build/reports/area.json is absent (run `python -m gen area`); not shown.")
-    notes = [f"{u['fmt']}: no candidate format stores more bits, so the IP can only move layers to cheaper formats"
-             for u, v in zip(uni, verdicts) if v[-1] == "missed"
-             and not any(b > u["avg_bits"] + 1e-9 for b in pr.bits.max(axis=0))]
-    figs = "; ".join(f"{v[0]} {v[2]:.3f} vs IP {v[3]:.3f} ({v[5]:+.1f} %)" if v[3] is not None
-                     else f"{v[0]}: no IP solution" for v in verdicts)
+    figs = "; ".join(f"{v[0]}: {v[1]} {v[9]:.3f} vs best uniform {v[10]} ({v[11]:+.1f} %, open-loop IP {v[8]:.3f})"
+                     if v[11] is not None else f"{v[0]}: {v[1]} (no uniform format fits)" for v in verdicts)
+    missed = [v for v in verdicts if v[-2] == "missed"]
     text = "\n".join([
         "**Protocol.** CalibTIP's integer program on bitmix's cost model. Each of the "
         f"{len(pr.names)} decoder linears is quantized alone (RTN, g{GROUP_SIZE}, fp16 scales) to each of "
@@ -230,10 +293,22 @@ def section(ctx, preset: str | None = None) -> Section:
         "perplexity is measured with the same protocol as the uniform rows (as intel/auto-round#2118 asks, the "
         "uniform formats are shown at their own bits and cycles).",
         "",
-        f"**Target** -- IP mixtures at or below the perplexity of every uniform format at the same average bits: "
-        f"**{'met' if met else 'missed'}** ({figs}). The IP minimises the sum of one-at-a-time losses, which "
-        "ignores interactions between layers; where a mixture loses to a uniform format that is the reason."
-        + (" " + "; ".join(notes) + "." if notes else ""),
+        "**Closed loop.** The open-loop IP minimises the sum of one-at-a-time losses, which ignores how layers' "
+        "errors compound (and they compound more in coarse formats). `sw.eval.closed_loop` measures every "
+        f"uniform format and each IP mixture on the validation slice ({val_ref['tokens']} tokens, disjoint from "
+        "the evaluation and calibration text), fits one compounding factor per format to those measurements "
+        "(measured added NLL ≈ Σ_format factor × summed one-at-a-time loss, non-negative least squares on "
+        "relative errors), re-solves the IP with the scaled losses and measures again, until a mixture repeats, "
+        f"an iteration does not improve, or {P['loop_iter']} mixtures are measured. The pick is the best measured "
+        "candidate, uniform formats within the budget included, so on the validation slice it is never worse "
+        "than the best uniform format; the evaluation windows are used only to report it.",
+        "",
+        f"**Target** -- the pick at or below the best uniform format within every budget, on validation and on "
+        f"the evaluation windows, and at least 5% below it at bitmod3's and bitmod4's bits: "
+        f"**{'met' if met else 'missed'}** ({figs})."
+        + ("" if not missed else " Missed: " + "; ".join(
+            f"{v[0]} ({'the pick is that uniform format' if v[1] == (v[10] or '').split(' ')[0] else 'a mixture that measured better on validation'}"
+            f"{'' if v[11] is None else f', {v[11]:+.1f} % on evaluation against {v[12]}'})" for v in missed) + "."),
         "",
         f"Cycle budgets are relative to uniform INT4 ({int4_cyc:,.0f} cycles for one token through all "
         f"{len(pr.names)} linears). On the bit-serial engine cycles follow terms per weight, not bits: FP6 E3M2 "
@@ -249,11 +324,14 @@ def section(ctx, preset: str | None = None) -> Section:
            "is never negative and has no label noise, hence the default `metric='kl'`." if metric == "kl" else "."),
         "",
         f"Timing: sensitivities {sens_s:.0f} s ({len(pr.names)}×{sum(f != hwcost.KEEP_FLOAT for f in formats)} "
-        f"measurements), IP solves {solve_s:.1f} s in total, {len(seen)} distinct allocations evaluated.",
+        f"measurements), open-loop IP solves {solve_s:.1f} s, closed loop {loop_s:.0f} s ({len(val_seen)} mixtures "
+        f"and {sum(f != hwcost.KEEP_FLOAT for f in formats)} uniform formats on validation), {len(seen)} distinct "
+        "allocations evaluated.",
     ])
     data = {"preset": pname, "metric": metric, "formats": formats, "tokens": tokens, "group_size": GROUP_SIZE, "layers": pr.names,
             "sensitivity": sens, "int4_cycles": int4_cyc, "runs": runs, "uniform": uni, "target_met": met,
-            "area": area, "sensitivity_seconds": sens_s, "solve_seconds": solve_s,
+            "area": area, "sensitivity_seconds": sens_s, "solve_seconds": solve_s, "loop_seconds": loop_s,
+            "uniform_val_delta_nll": uni_val, "val_reference": val_ref,
             "bits": {f: hwcost.bits_per_weight(f) for f in formats}, "terms": {f: hwcost.terms(f) for f in formats}}
-    return Section(key="allocate", title="Integer-program format allocation", text=text,
+    return Section(key="allocate", title="Integer-program format allocation, open and closed loop", text=text,
                    tables=[table, target, sens_table], plots=plots, data=data, seconds=time.perf_counter() - t0)

@@ -21,10 +21,14 @@ import math
 import torch
 
 import sw
+from sw import formats as F
+from sw import group_formats as GF
+from sw.formats import AsymmetricInt
 from sw.quantize import DEFAULT_GROUP_SIZE, check_format, format_spec
+from sw.scaling import absmax_values
 
-__all__ = ["check_format", "fixed_block", "resolve_group", "quantize_dequant", "fake_quant", "relative_mse",
-           "sqnr_db"]
+__all__ = ["check_format", "fixed_block", "resolve_group", "quantize_dequant", "dequant_values", "fake_quant",
+           "relative_mse", "sqnr_db"]
 
 
 def fixed_block(fmt: str) -> int | None:
@@ -76,10 +80,33 @@ def quantize_dequant(x: torch.Tensor, fmt: str, group_size: int | None = 128, *,
     return d.to(x.dtype), bpw
 
 
+def dequant_values(x: torch.Tensor, fmt: str, group_size: int | None = 128, *, axis: int = -1,
+                   scale_format: str | None = None) -> torch.Tensor:
+    """``quantize_dequant(...)[0]`` (the values only): symmetric element formats on finite input take
+    :func:`sw.scaling.absmax_values` (no codes built or checked; about 4x faster on activations), every
+    other case :func:`quantize_dequant`. Bit-equal either way (held by the tests)."""
+    if (isinstance(fmt, str) and isinstance(x, torch.Tensor) and x.dim()
+            and x.dtype in (torch.float32, torch.float16, torch.bfloat16) and GF.find(fmt) is None):
+        try:
+            el = F.get(fmt)
+        except ValueError:
+            el = None
+        ax = axis % x.dim()
+        k = x.shape[ax]
+        if el is not None and el.kind != "scale" and not isinstance(el, AsymmetricInt) and (
+                group_size is None or (isinstance(group_size, int) and not isinstance(group_size, bool)
+                                       and group_size > 0 and k % group_size == 0)):
+            v = absmax_values(x.detach().to(torch.float32), el, k if group_size is None else group_size, ax,
+                              scale_format or "fp16", "nearest_even")
+            if v is not None:
+                return v.to(x.dtype)
+    return quantize_dequant(x, fmt, group_size, axis=axis, scale_format=scale_format)[0]
+
+
 class _FakeQuant(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, fmt, group_size, axis, scale_format):
-        return quantize_dequant(x, fmt, group_size, axis=axis, scale_format=scale_format)[0]
+        return dequant_values(x, fmt, group_size, axis=axis, scale_format=scale_format)
 
     @staticmethod
     def backward(ctx, grad):

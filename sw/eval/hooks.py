@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .fakequant import check_format, fake_quant, fixed_block, quantize_dequant
+from .fakequant import check_format, dequant_values, fake_quant, fixed_block, quantize_dequant
 
 FLOAT_BITS = 16.0   # storage of a layer left in float, for bits_per_weight averages (fp16 deployment)
 
@@ -193,7 +193,7 @@ def _token_quantizer(fmt: str, ste: bool):
     g = fixed_block(fmt)   # None: one scale per token over the whole hidden size
     if ste:
         return lambda x: fake_quant(x, fmt, g, axis=-1)
-    return lambda x: quantize_dequant(x, fmt, g, axis=-1)[0]
+    return lambda x: dequant_values(x, fmt, g, axis=-1)
 
 
 def attach_act_kv(model: nn.Module, spec: QuantSpec, ste: bool = False) -> Handle:

@@ -233,11 +233,18 @@ class ElementFormat:
         idx = (base + up).clamp(0, n - 1).long()
         return self.grid_codes[idx]
 
+    def _values_f32(self, x: torch.Tensor, rounding: str) -> torch.Tensor:
+        """``decode_lut[_encode_f32(x)]`` (hot path, no checks): for an INT grid under ``nearest_even``
+        one rounding and a clamp, ``+ 0.0`` turning ``round``'s -0 into the grid's +0."""
+        if self._int_lo is not None and rounding == "nearest_even" and self._rne_is_round:
+            return torch.round(x).clamp_(self._int_lo, self._int_lo + self.values.numel() - 1).add_(0.0)
+        return self.decode_lut[self._encode_f32(x, rounding).long()]
+
     def grid_values(self, x: torch.Tensor, rounding: str | None = None) -> torch.Tensor:
         """``decode(encode(x))`` in one step (float32)."""
         rounding = check_rounding(rounding or self.default_rounding)
         x = as_float_tensor(x, "x")
-        return self.decode_lut[self._encode_f32(x, rounding).long()]
+        return self._values_f32(x, rounding)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Values of ``codes`` as float32. Unused codes raise ``ValueError``."""
