@@ -19,7 +19,7 @@ from sw.eval import (
     tiny_context,
     weights_restored,
 )
-from sw.eval.data import sentences, splits, strip_markup, validation_slice
+from sw.eval.data import calibration_slices, sentences, splits, strip_markup, validation_slice
 from sw.eval.fakequant import dequant_values, quantize_dequant
 from sw.eval.models import tiny_llama
 
@@ -246,6 +246,46 @@ def test_splits_disjoint_and_errors():
         validation_slice(ids, 30, 20, 51)
     with pytest.raises(ValueError, match="val_tokens=-1"):
         validation_slice(ids, 30, 20, -1)
+
+
+def test_calibration_slices_are_disjoint_seeded_and_checked():
+    ids = torch.arange(200).unsqueeze(0)
+    sl = calibration_slices(ids, 30, 20, 25, 3, seed=0)
+    assert sl[0][0].tolist() == list(range(180, 200))                # slice 0 = splits()' calibration slice
+    seen = set(range(30)) | set(range(155, 180))                      # evaluation and validation tokens
+    for s_ in sl:
+        toks = set(s_[0].tolist())
+        assert len(toks) == 20 and not toks & seen
+        seen |= toks
+    for s_ in sl[1:]:                                                 # whole blocks between eval and val
+        assert (s_[0, 0].item() - 30) % 20 == 0 and s_[0].tolist() == list(range(s_[0, 0].item(), s_[0, 0].item() + 20))
+    assert [x.tolist() for x in calibration_slices(ids, 30, 20, 25, 3, seed=0)] == [x.tolist() for x in sl]
+    assert [x.tolist() for x in calibration_slices(ids, 30, 20, 25, 3, seed=1)] != [x.tolist() for x in sl]
+    assert len(calibration_slices(ids, 30, 20, 25, 1)) == 1
+    with pytest.raises(ValueError, match=r"n=8: the text between the evaluation and validation slices holds 6 "
+                                         r"block\(s\) of calib_tokens=20, fewer than the 7 extra slices asked for"):
+        calibration_slices(ids, 30, 20, 25, 8)
+    with pytest.raises(ValueError, match=r"n=0 must be a positive int"):
+        calibration_slices(ids, 30, 20, 25, 0)
+
+
+def test_context_calib_slice(tmp_path):
+    from sw.eval.context import tiny_context
+    ctx = tiny_context(tmp_path)
+    assert ctx.calib_slice(0) is ctx.calib_ids and ctx.calib_slice(1).shape == ctx.calib_ids.shape
+    assert not torch.equal(ctx.calib_slice(1), ctx.calib_ids)
+    with pytest.raises(ValueError, match=r"k=2: this context has calibration slices 0..1"):
+        ctx.calib_slice(2)
+
+
+def test_slice_summary_and_spread():
+    from sw.eval.slices import spread_exceeds, spread_text, summary
+    s = summary([1.0, 2.0, None, 4.0])
+    assert s == {"mean": pytest.approx(7 / 3), "min": 1.0, "max": 4.0, "std": pytest.approx(1.5275252316519468),
+                 "n": 3, "values": [1.0, 2.0, 4.0]}
+    assert spread_text(s, "{:.2f}") == "2.33 (1.00..4.00, 3 slices)"
+    assert spread_text(summary([5.0])) == "5.000" and spread_text(summary([None])) == "n/a"
+    assert spread_exceeds(s, 2.9) and not spread_exceeds(s, 3.0) and not spread_exceeds(summary([5.0]), 0.0)
 
 
 def test_strip_markup_removes_templates_refs_files_categories_interwiki():

@@ -132,13 +132,18 @@ def test_section_on_the_tiny_context(tmp_path):
     from sw.eval.gptq_eval import section
     ctx = tiny_context(tmp_path)
     s = section(ctx)
-    assert s.key == "gptq" and s.tables[0].columns[:4] == ["format", "method", "bits/weight", "PPL"]
+    assert s.key == "gptq" and s.tables[0].columns[:5] == ["format", "method", "bits/weight", "PPL (mean)",
+                                                           "PPL mean (min..max)"]
     assert [(r[0], r[1]) for r in s.tables[0].rows] == [
         ("int4_asym", "RTN"), ("int4_asym", "GPTQ act-order"),
         ("bitmod3", "RTN"), ("bitmod3", "GPTQ act-order"), ("bitmod3", "GPTQ in-loop groups")]
     tg = s.data["targets"]
     assert set(tg["gptq_below_rtn"]) == {"int4_asym", "bitmod3"} and tg["w4"]["format"] == "int4_asym"
     assert "GPTQ below RTN for every format" in s.text
+    act = s.data["formats"]["int4_asym"]["GPTQ act-order"]        # the smoke preset's 2 calibration slices
+    assert [x["slice"] for x in act["per_slice"]] == [0, 1]
+    assert act["ppl"] == pytest.approx(sum(x["ppl"] for x in act["per_slice"]) / 2, rel=1e-12)
+    assert act["per_slice"][0]["ppl"] != act["per_slice"][1]["ppl"]     # really another calibration text
 
 
 def test_targets_arithmetic():

@@ -29,6 +29,7 @@ class Preset:
     window: int
     calib_tokens: int
     val_windows: int = 2
+    slices: int = 1           # calibration slices each algorithm figure is measured on (mean and spread)
 
     @property
     def eval_tokens(self) -> int:
@@ -40,9 +41,9 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "smoke": Preset("smoke", eval_windows=2, window=128, calib_tokens=512, val_windows=2),
-    "quick": Preset("quick", eval_windows=1, window=2048, calib_tokens=8192, val_windows=1),
-    "full": Preset("full", eval_windows=8, window=2048, calib_tokens=16384, val_windows=4),
+    "smoke": Preset("smoke", eval_windows=2, window=128, calib_tokens=512, val_windows=2, slices=2),
+    "quick": Preset("quick", eval_windows=1, window=2048, calib_tokens=8192, val_windows=1, slices=1),
+    "full": Preset("full", eval_windows=8, window=2048, calib_tokens=16384, val_windows=4, slices=3),
 }
 
 
@@ -94,6 +95,7 @@ class EvalContext:
     text: str = ""            # the evaluation corpus (MiniLM sentences are drawn from it)
     tiny: bool = False        # built by tiny_context (sections use stand-ins for other real models)
     val_ids: torch.Tensor | None = None   # [1, V] validation slice (just before the calibration slice)
+    calib_more: list = field(default_factory=list)   # calibration slices 1.. (disjoint; data.calibration_slices)
     _memo: dict = field(default_factory=dict, repr=False)
 
     def split_ids(self, split: str = "eval") -> torch.Tensor:
@@ -105,6 +107,14 @@ class EvalContext:
                 raise ValueError("split='val': this context has no validation slice (val_ids is None)")
             return self.val_ids
         raise ValueError(f"split={split!r} must be 'eval' or 'val'")
+
+    def calib_slice(self, k: int) -> torch.Tensor:
+        """Calibration slice ``k`` (0 = ``calib_ids``; 1 .. ``preset.slices - 1``: the other disjoint,
+        seeded slices of the same length)."""
+        n = 1 + len(self.calib_more)
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < n:
+            raise ValueError(f"k={k!r}: this context has calibration slices 0..{n - 1}")
+        return self.calib_ids if k == 0 else self.calib_more[k - 1]
 
     def _windows(self, windows: int | None, split: str) -> int:
         if windows is not None:
@@ -190,10 +200,12 @@ def tiny_context(out_dir: Path, seed: int = 0) -> EvalContext:
     n_ec = preset.eval_tokens + preset.calib_tokens
     ids = torch.randint(0, model.config.vocab_size, (1, n_ec + preset.val_tokens), generator=g)
     eval_ids, calib_ids, val_ids = ids[:, :preset.eval_tokens], ids[:, preset.eval_tokens:n_ec], ids[:, n_ec:]
+    more = [torch.randint(0, model.config.vocab_size, (1, preset.calib_tokens), generator=g)
+            for _ in range(preset.slices - 1)]
     ref = perplexity(model, eval_ids, preset.window, preset.eval_windows, progress=False)
     return EvalContext(model=model, tokenizer=ByteTokenizer(), eval_ids=eval_ids, calib_ids=calib_ids,
                        preset=preset, reference=ref, out_dir=out_dir, seed=seed, progress=False,
-                       text=TINY_TEXT, tiny=True, val_ids=val_ids)
+                       text=TINY_TEXT, tiny=True, val_ids=val_ids, calib_more=more)
 
 
 def build_context(preset: str | Preset = "quick", out_dir: Path | str = Path("build/reports"), seed: int = 0,
@@ -215,6 +227,7 @@ def build_context(preset: str | Preset = "quick", out_dir: Path | str = Path("bu
     ids = data.tokenize(tok, text, cache_dir=cache)
     eval_ids, calib_ids = data.splits(ids, p.eval_tokens, p.calib_tokens)
     val_ids = data.validation_slice(ids, p.eval_tokens, p.calib_tokens, p.val_tokens)
+    more = data.calibration_slices(ids, p.eval_tokens, p.calib_tokens, p.val_tokens, p.slices, seed)[1:]
     load_seconds = time.perf_counter() - t0
     if reference is None:
         ref = perplexity(model, eval_ids, p.window, p.eval_windows, progress)
@@ -223,4 +236,5 @@ def build_context(preset: str | Preset = "quick", out_dir: Path | str = Path("bu
     else:
         ref = dict(reference)
     return EvalContext(model=model, tokenizer=tok, eval_ids=eval_ids, calib_ids=calib_ids, preset=p,
-                       reference=ref, out_dir=out_dir, seed=seed, progress=progress, text=text, val_ids=val_ids)
+                       reference=ref, out_dir=out_dir, seed=seed, progress=progress, text=text, val_ids=val_ids,
+                       calib_more=more)

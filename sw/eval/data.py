@@ -188,6 +188,31 @@ def validation_slice(ids: torch.Tensor, eval_tokens: int, calib_tokens: int, val
     return ids[:, end - val_tokens:end].clone()
 
 
+def calibration_slices(ids: torch.Tensor, eval_tokens: int, calib_tokens: int, val_tokens: int, n: int,
+                       seed: int = 0) -> list[torch.Tensor]:
+    """``n`` disjoint calibration slices of ``calib_tokens`` tokens each: slice 0 is :func:`splits`'
+    calibration slice (the end of the text); the others are ``calib_tokens``-long blocks between the
+    evaluation slice and the validation slice (:func:`validation_slice`), drawn without replacement by
+    a generator seeded with ``seed``. All are disjoint from each other and from the evaluation and
+    validation slices. Raises if the middle of the text holds fewer than ``n - 1`` blocks."""
+    from .perplexity import check_ids
+    ids = check_ids(ids)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r} must be a positive int")
+    first = splits(ids, eval_tokens, calib_tokens)[1]
+    validation_slice(ids, eval_tokens, calib_tokens, val_tokens)     # checks the three fit
+    if n == 1:
+        return [first]
+    lo, hi = eval_tokens, ids.shape[1] - calib_tokens - val_tokens
+    blocks = (hi - lo) // calib_tokens if calib_tokens else 0
+    if blocks < n - 1:
+        raise ValueError(f"n={n}: the text between the evaluation and validation slices holds {blocks} "
+                         f"block(s) of calib_tokens={calib_tokens}, fewer than the {n - 1} extra slices asked for")
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(blocks, generator=g)[:n - 1].tolist()
+    return [first] + [ids[:, lo + b * calib_tokens: lo + (b + 1) * calib_tokens].clone() for b in pick]
+
+
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 

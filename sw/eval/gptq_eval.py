@@ -14,11 +14,14 @@ about 4.15 bits/weight within +12% of the float reference, the best W3 within +6
 """
 from __future__ import annotations
 
+import math
+import statistics
 import time
 
 from .adaquant import _ppl_loaded, calibrate
 from .context import EvalContext, Section, Table
 from .hooks import QuantSpec
+from .slices import spread_exceeds, spread_text, summary
 
 __all__ = ["PRESETS", "VARIANTS", "section"]
 
@@ -56,7 +59,8 @@ def section(ctx: EvalContext, preset: str | None = None, params: dict | None = N
     reference = ctx.reference_for(win)
     ref = reference["ppl"]
     g = p["group_size"]
-    rows, data = [], {"params": p, "reference_ppl": ref, "formats": {}}
+    n_slices = int(p.get("slices") or ctx.preset.slices)
+    rows, data = [], {"params": p, "reference_ppl": ref, "formats": {}, "slices": n_slices}
     for f in p["formats"]:
         rtn = ctx.ppl(QuantSpec(weight=f, group_size=g), windows=win)
         runs = {"RTN": {"ppl": rtn["ppl"], "bits_per_weight": rtn["bits_per_weight"], "mse_ratio": 1.0,
@@ -64,20 +68,29 @@ def section(ctx: EvalContext, preset: str | None = None, params: dict | None = N
         for label, kw in VARIANTS.items():
             if not kw["act_order"] and f not in p["in_loop"]:
                 continue
-            cal = calibrate(ctx.model, ctx.calib_ids, f, method="gptq", mode="sequential", group_size=g,
-                            seq_len=p["seq_len"], tokens=p["calib_tokens"], skip_first=p["skip_first"],
-                            damp=p["damp"], gptq_block=p["block"], seed=ctx.seed, progress=ctx.progress, **kw)
-            r = _ppl_loaded(ctx, cal, win)
-            runs[label] = {"ppl": r["ppl"], "bits_per_weight": rtn["bits_per_weight"],
-                           "mse_ratio": cal.mse_ratio(), "seconds": cal.seconds}
+            per = []
+            for k in range(n_slices):
+                cal = calibrate(ctx.model, ctx.calib_slice(k), f, method="gptq", mode="sequential", group_size=g,
+                                seq_len=p["seq_len"], tokens=p["calib_tokens"], skip_first=p["skip_first"],
+                                damp=p["damp"], gptq_block=p["block"], seed=ctx.seed, progress=ctx.progress, **kw)
+                r = _ppl_loaded(ctx, cal, win)
+                per.append({"slice": k, "ppl": r["ppl"], "mse_ratio": cal.mse_ratio(), "seconds": cal.seconds})
+            sp = summary(x["ppl"] for x in per)
+            runs[label] = {"ppl": sp["mean"], "ppl_spread": sp, "bits_per_weight": rtn["bits_per_weight"],
+                           "mse_ratio": math.exp(statistics.fmean(math.log(x["mse_ratio"]) for x in per)),
+                           "seconds": sum(x["seconds"] for x in per), "per_slice": per}
         for label, v in runs.items():
             v["delta_pct"] = 100.0 * (v["ppl"] / ref - 1.0)
-            rows.append([f, label, v["bits_per_weight"], v["ppl"], v["delta_pct"], v["mse_ratio"], v["seconds"]])
+            rows.append([f, label, v["bits_per_weight"], v["ppl"],
+                         spread_text(v["ppl_spread"]) if "ppl_spread" in v else None, v["delta_pct"],
+                         v["mse_ratio"], v["seconds"]])
         data["formats"][f] = runs
     data["targets"] = targets(data["formats"], ref)
-    tab = Table(f"GPTQ vs RTN (weights only, g{g}, sequential, perplexity on the evaluation slice)",
-                ["format", "method", "bits/weight", "PPL", "Δ vs float %", "calib MSE / RTN (geo-mean)", "s"], rows)
-    return Section("gptq", "GPTQ for every format", _text(ctx, p, reference, data["targets"]), [tab], [], data,
+    tab = Table(f"GPTQ vs RTN (weights only, g{g}, sequential, perplexity on the evaluation slice; GPTQ: mean over "
+                f"{n_slices} calibration slice(s))",
+                ["format", "method", "bits/weight", "PPL (mean)", "PPL mean (min..max)", "Δ vs float %",
+                 "calib MSE / RTN (geo-mean)", "calib s (all slices)"], rows)
+    return Section("gptq", "GPTQ for every format", _text(ctx, p, reference, data["targets"], data["formats"], n_slices), [tab], [], data,
                    time.perf_counter() - t0)
 
 
@@ -104,10 +117,11 @@ def targets(formats: dict, ref: float) -> dict:
     return out
 
 
-def _text(ctx: EvalContext, p: dict, reference: dict, tg: dict) -> str:
+def _text(ctx: EvalContext, p: dict, reference: dict, tg: dict, formats: dict, n_slices: int) -> str:
     lines = [
         f"Protocol: every decoder linear GPTQ-rounded (Frantar et al., 2022; `sw/eval/gptq.py`) on "
-        f"{p['calib_tokens']} tokens of the calibration slice in sequences of {p['seq_len']} "
+        f"{p['calib_tokens']} tokens of a calibration slice ({n_slices} disjoint, seeded slice(s); figures are "
+        f"the mean, targets judged on it) in sequences of {p['seq_len']} "
         f"({p['skip_first']} leading position(s) of each left out of the Hessian); damping "
         f"{p['damp']} x mean(diag H), blocks of {p['block']} columns; sequential capture (a block sees the "
         f"outputs of the GPTQ-quantized blocks before it). `GPTQ act-order`: columns by decreasing "
@@ -117,6 +131,15 @@ def _text(ctx: EvalContext, p: dict, reference: dict, tg: dict) -> str:
         f"Perplexity: {reference['windows']} windows of {reference['window']} tokens of the evaluation slice; "
         f"float reference {reference['ppl']:.3f}.",
     ]
+    noisy = []
+    for f, runs in formats.items():
+        for k, v in runs.items():
+            if "ppl_spread" in v and spread_exceeds(v["ppl_spread"], v["ppl"] - runs["RTN"]["ppl"]):
+                noisy.append(f"{f} {k} (range {v['ppl_spread']['max'] - v['ppl_spread']['min']:.2f}, "
+                             f"effect {v['ppl'] - runs['RTN']['ppl']:+.2f})")
+    if noisy:
+        lines.append("The spread over the calibration slices is larger than the gain over RTN for: "
+                     + "; ".join(noisy) + ": one slice alone would not settle those comparisons.")
     below = tg.get("gptq_below_rtn", {})
     if below:
         worse = [f for f, ok in below.items() if not ok]
