@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
@@ -41,5 +42,21 @@ def for_chunks(n: int, size: int, fn: Callable[[int, int], None], threads: int |
             with ThreadPoolExecutor(max_workers=min(threads, len(bounds))) as pool:
                 for f in [pool.submit(fn, a, b) for a, b in bounds]:
                     f.result()
+        finally:
+            torch.set_num_threads(before)
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run the body with torch's intra-op thread count set to ``n`` (restored after). For loops of
+    many small operations (GPTQ's column loop: ~20 operations on one column each): split over two
+    threads, each such operation waits at a barrier, 50x slower when another process holds a core."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r} must be a positive int")
+    with _LOCK:
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield
         finally:
             torch.set_num_threads(before)

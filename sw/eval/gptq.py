@@ -30,6 +30,7 @@ import torch
 
 import sw
 from sw import group_formats as GF
+from sw.chunks import torch_threads
 
 __all__ = ["Hessian", "gptq_quantize", "group_quantize"]
 
@@ -137,25 +138,26 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, fmt: str, group_size: int | 
         Q1 = torch.zeros_like(W1)
         E1 = torch.zeros_like(W1)
         Hb = Hinv[i1:i2, i1:i2]
-        for i in range(i2 - i1):
-            col = int(perm[i1 + i])
-            if not static_groups and col % g == 0:
-                # this group's metadata from its columns as the error feedback has left them (all in
-                # this block, which the feedback keeps up to date)
-                qt = group_quantize(W1[:, i:i + g].float(), fmt, g, scale_format)
-                qt_col0 = col
-                meta.append(qt)
-            start = col if static_groups else col - qt_col0
-            wc = W1[:, i]
-            c = qt.recode(wc.float().unsqueeze(1), start=start)
-            codes[:, col] = c[:, 0]
-            q = qt.decode_at(c, start=start)[:, 0].to(dtype)
-            d = Hb[i, i]
-            Q1[:, i] = q
-            loss += (wc - q) ** 2 / d ** 2 / 2
-            err = (wc - q) / d
-            W1[:, i:] -= err.unsqueeze(1) @ Hb[i, i:].unsqueeze(0)
-            E1[:, i] = err
+        with torch_threads(1):         # ~20 small operations per column: one thread, no barriers
+            for i in range(i2 - i1):
+                col = int(perm[i1 + i])
+                if not static_groups and col % g == 0:
+                    # this group's metadata from its columns as the error feedback has left them (all in
+                    # this block, which the feedback keeps up to date)
+                    qt = group_quantize(W1[:, i:i + g].float(), fmt, g, scale_format)
+                    qt_col0 = col
+                    meta.append(qt)
+                start = col if static_groups else col - qt_col0
+                wc = W1[:, i]
+                c = qt.recode(wc.float().unsqueeze(1), start=start)
+                codes[:, col] = c[:, 0]
+                q = qt.decode_at(c, start=start)[:, 0].to(dtype)
+                d = Hb[i, i]
+                Q1[:, i] = q
+                loss += (wc - q) ** 2 / d ** 2 / 2
+                err = (wc - q) / d
+                W1[:, i:] -= err.unsqueeze(1) @ Hb[i, i:].unsqueeze(0)
+                E1[:, i] = err
         Q[:, i1:i2] = Q1
         W[:, i2:] -= E1 @ Hinv[i1:i2, i2:]
     inv = torch.argsort(perm)

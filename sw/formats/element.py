@@ -203,7 +203,9 @@ class ElementFormat:
         mids = self.midpoints
         if mids.numel() == 0:
             return torch.full_like(x, int(self.grid_codes[0]), dtype=torch.uint8)
-        idx = torch.searchsorted(mids, x.contiguous(), side="left")
+        # a flat input: searchsorted on an N-d one is ~100x slower here (a [1536, 1] GPTQ column: 730 µs
+        # against 8 µs)
+        idx = torch.searchsorted(mids, x.reshape(-1).contiguous(), side="left").reshape(x.shape)
         at = idx.clamp(max=mids.numel() - 1)
         tie = (mids[at] == x) & self._tie_up[rounding][at]
         idx = idx + tie
