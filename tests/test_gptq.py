@@ -3,6 +3,7 @@ inverse-Hessian downdate), and below RTN's layer-output error on the tiny Llama.
 import pytest
 import torch
 
+import sw
 from sw.eval.gptq import Hessian, gptq_quantize, group_quantize
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -135,8 +136,9 @@ def test_section_on_the_tiny_context(tmp_path):
     assert s.key == "gptq" and s.tables[0].columns[:5] == ["format", "method", "bits/weight", "PPL (mean)",
                                                            "PPL mean (min..max)"]
     assert [(r[0], r[1]) for r in s.tables[0].rows] == [
-        ("int4_asym", "RTN"), ("int4_asym", "GPTQ act-order"),
-        ("bitmod3", "RTN"), ("bitmod3", "GPTQ act-order"), ("bitmod3", "GPTQ in-loop groups")]
+        ("int4_asym", "RTN"), ("int4_asym", "GPTQ act-order"), ("int4_asym", "GPTQ act-order + scale refit"),
+        ("bitmod3", "RTN"), ("bitmod3", "GPTQ act-order"), ("bitmod3", "GPTQ act-order + scale refit"),
+        ("bitmod3", "GPTQ in-loop groups")]
     tg = s.data["targets"]
     assert set(tg["gptq_below_rtn"]) == {"int4_asym", "bitmod3"} and tg["w4"]["format"] == "int4_asym"
     assert "GPTQ below RTN for every format" in s.text
@@ -155,3 +157,53 @@ def test_targets_arithmetic():
     assert t["w4"] == {"ppl": 27.0, "format": "int4", "method": "GPTQ act-order", "delta_pct": pytest.approx(8.0),
                        "target_pct": 12.0, "met": True}
     assert t["w3"]["method"] == "RTN" and t["w3"]["met"] is False          # 50 = +100 %
+
+
+# ----------------------------------------------------------------------------- scale refit
+@pytest.mark.parametrize("fmt", ["int4_asym", "int4", "bitmod4", "fp4_e2m1", "nvfp4", "int3_asym"])
+def test_scale_refit_keeps_codes_and_lowers_the_output_error(fmt):
+    from sw.eval.gptq import Hessian, gptq_quantize
+    from sw.eval.scale_refit import refit_scales
+    from sw.formats import get_scale_format
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(512, 96, generator=g)
+    x[:, :3] *= 10
+    w = torch.randn(40, 96, generator=g) * 0.05
+    y = x @ w.t()
+    hs = Hessian(96)
+    hs.add(x)
+    q, info = gptq_quantize(w, hs.value(), fmt, 32, act_order=True)
+    qt2, r = refit_scales(info["quantized"], x, y)
+    assert torch.equal(qt2.codes, info["quantized"].codes)
+    sf = get_scale_format(qt2.scale_format)
+    assert torch.equal(sf.round(qt2.scales.float()), qt2.scales.float())     # deployable scales
+    err = lambda qq: float(((x @ qq.dequantize()[:, :96].t() - y) ** 2).sum())   # noqa: E731
+    assert err(qt2) == pytest.approx(r["loss_after"], rel=1e-4) and err(info["quantized"]) == pytest.approx(
+        r["loss_before"], rel=1e-4)
+    assert r["rows_changed"] > 20 and err(qt2) < 0.95 * err(info["quantized"])
+
+
+def test_scale_refit_is_the_least_squares_solution():
+    """With fp32 scales the refit equals numpy's least squares over each row's group scales."""
+    import numpy as np
+
+    from sw.eval.scale_refit import refit_scales, unscaled_values
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(300, 64, generator=g)
+    w = torch.randn(6, 64, generator=g)
+    y = x @ w.t() + 0.1 * torch.randn(300, 6, generator=g)
+    qt = sw.quantize(w, "int4", 16, scale_format="fp32")
+    qt2, _ = refit_scales(qt, x, y, ridge=0.0)
+    u = unscaled_values(qt).numpy()
+    for r in range(6):
+        A = np.stack([x.double().numpy()[:, gi * 16:(gi + 1) * 16] @ u[r, gi * 16:(gi + 1) * 16] for gi in range(4)], 1)
+        sol = np.linalg.lstsq(A, y.double().numpy()[:, r], rcond=None)[0]
+        assert np.allclose(qt2.scales[r].double().numpy(), sol, rtol=1e-6)
+
+
+def test_scale_refit_errors():
+    from sw.eval.scale_refit import refit_scales
+    qt = sw.quantize(torch.randn(4, 32), "int4", 16)
+    with pytest.raises(ValueError, match=r"x \[n, in\] and y \[n, 4\] must share n, with in <= 32; got \(10, 32\) "
+                                         r"and \(9, 4\)"):
+        refit_scales(qt, torch.randn(10, 32), torch.randn(9, 4))

@@ -218,14 +218,16 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
               batch_tokens: int = 512, lr_w: float = 1e-2, lr_s: float = 1e-3, learn_scale: bool = True,
               learn_bias: bool = False, bias_correct_after: bool = False, skip_first: int = 0, seed: int = 0,
               max_move: float | None = None, act_order: bool = True, static_groups: bool | None = None,
-              damp: float = 0.01, gptq_block: int = 128, progress: bool = True) -> Calibration:
+              damp: float = 0.01, gptq_block: int = 128, gptq_refit: bool = False,
+              progress: bool = True) -> Calibration:
     """Calibrate every decoder linear of ``model`` on ``ids`` (``[1, N]``; ``tokens`` caps N).
 
     ``fmt``: one format for all linears, or a mapping linear name -> format (None = stays float).
     ``method``: ``rtn`` (plain sw.quantize), ``bias_correction`` (RTN + mean-shift bias), or
     ``adaquant`` (+ ``bias_correct_after``), or ``gptq`` (:func:`sw.eval.gptq.gptq_quantize` on the
     Hessian of the layer's calibration inputs, with ``act_order``, ``static_groups``, ``damp`` and
-    ``gptq_block``). ``mode``: ``parallel`` or ``sequential`` capture.
+    ``gptq_block``; ``gptq_refit``: then the group scales re-fitted to the float outputs with the codes
+    fixed, :func:`sw.eval.scale_refit.refit_scales`). ``mode``: ``parallel`` or ``sequential`` capture.
     ``skip_first``: leave the first ``skip_first`` positions of every calibration sequence out of the
     AdaQuant loss (bias statistics use every position). Position 0 is the attention sink of a Llama-style model: its
     activations are orders of magnitude larger than the rest, so it dominates a plain output MSE.
@@ -244,7 +246,8 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
     settings = dict(group_size=group_size, scale_format=scale_format, seq_len=seq_len, tokens=n_tok,
                     skip_first=skip_first, seed=seed)
     if method == "gptq":
-        settings.update(act_order=act_order, static_groups=static_groups, damp=damp, block=gptq_block)
+        settings.update(act_order=act_order, static_groups=static_groups, damp=damp, block=gptq_block,
+                        refit=gptq_refit)
     if method == "adaquant":
         settings.update(steps=steps, batch_tokens=batch_tokens, lr_w=lr_w, lr_s=lr_s, learn_scale=learn_scale,
                         learn_bias=learn_bias, bias_correct_after=bias_correct_after, max_move=max_move)
@@ -292,8 +295,14 @@ def _calibrate_one(name, lin, x, y, fmt, method, group_size, scale_format, steps
         w, info = gptq_quantize(lin.weight.detach(), hs.value(), fmt, group_size, scale_format=scale_format,
                                 act_order=gptq["act_order"], static_groups=gptq["static_groups"],
                                 damp=gptq["damp"], block=gptq["block"])
+        qt = info["quantized"]
+        if gptq.get("refit"):
+            from .scale_refit import refit_scales
+            xk, yk = (x, y) if keep is None else (x[keep], y[keep])
+            qt, _ = refit_scales(qt, xk.reshape(-1, xk.shape[-1]), (yk if b is None else yk - b).reshape(-1, yk.shape[-1]))
+            w = qt.dequantize()[:, :w.shape[1]].contiguous()
         w_rtn = group_quantize(lin.weight.detach().float(), fmt, group_size, scale_format).dequantize()[:, :w.shape[1]]
-        return LayerResult(name, w, b, info["quantized"], output_mse(x, w_rtn, b, y), output_mse(x, w, b, y))
+        return LayerResult(name, w, b, qt, output_mse(x, w_rtn, b, y), output_mse(x, w, b, y))
     if method == "adaquant":
         xk, yk = (x, y) if keep is None else (x[keep], y[keep])
         q, b_new, mse_rtn, mse, kept = calibrate_linear(

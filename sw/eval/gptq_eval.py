@@ -28,6 +28,7 @@ __all__ = ["PRESETS", "VARIANTS", "section"]
 #: label -> calibrate() options of each GPTQ variant
 VARIANTS = {
     "GPTQ act-order": dict(act_order=True, static_groups=True),
+    "GPTQ act-order + scale refit": dict(act_order=True, static_groups=True, gptq_refit=True),
     "GPTQ in-loop groups": dict(act_order=False, static_groups=False),
 }
 
