@@ -54,7 +54,8 @@ from .slices import spread_exceeds, spread_text, summary
 METHODS = ("rtn", "bias_correction", "adaquant", "gptq")
 
 PRESETS: dict[str, dict] = {
-    # smoke: tiny_context unit runs; quick: ~8 min on 2 idle cores; full: ~12 min.
+    # smoke: tiny_context unit runs; quick: ~2 min on 2 idle cores; full: int4 and bitmod3, sequential, on
+    # each of the preset's 3 calibration slices (~13 min).
     # eval_windows: perplexity windows for this section (None = the context preset's).
     # skip_first=1: the attention-sink position is left out of the loss (see calibrate()).
     # The quick/full settings are the row chosen on the validation slice by the adaquant_sweep
@@ -65,8 +66,8 @@ PRESETS: dict[str, dict] = {
     "quick": dict(formats=["int4"], calib_tokens=4096, seq_len=512, steps=20, batch_tokens=128,
                   lr_w=5e-3, lr_s=5e-4, skip_first=1, modes=["sequential"], bias_correct_after=False,
                   eval_windows=None),
-    "full": dict(formats=["int4", "int3", "bitmod3"], calib_tokens=4096, seq_len=512, steps=20,
-                 batch_tokens=128, lr_w=5e-3, lr_s=5e-4, skip_first=1, modes=["parallel", "sequential"],
+    "full": dict(formats=["int4", "bitmod3"], calib_tokens=4096, seq_len=512, steps=20,
+                 batch_tokens=128, lr_w=5e-3, lr_s=5e-4, skip_first=1, modes=["sequential"],
                  bias_correct_after=False, eval_windows=4),
 }
 

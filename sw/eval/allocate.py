@@ -39,11 +39,12 @@ PRESETS: dict[str, dict] = {
               "tokens": 64, "uniform": ["bitmod3", "int4_asym", "bitmod4", "fp6_e3m2"],
               "extra_bits": [3.5], "cycle_budgets": [0.75], "joint": [], "reuse_quantized": True, "metric": "kl",
               "eval_windows": None, "loop_iter": 3},
-    # SmolLM2, ~13 min idle: 8 engine formats on 128 tokens, 6 uniform baselines, a denser budget sweep
+    # SmolLM2: 8 engine formats on 128 tokens, 6 uniform baselines at their own bits, 3.5 bits, 0.75x INT4
+    # cycles; the closed loop on 2 validation windows
     "full": {"formats": ["fp3", "int3_asym", "bitmod3", "int4_asym", "bitmod4", "fp6_e2m3", "fp6_e3m2", "int8"],
              "tokens": 128, "uniform": ["int3_asym", "bitmod3", "int4_asym", "bitmod4", "fp6_e3m2", "fp6_e2m3"],
-             "extra_bits": [3.5, 4.5, 5.0], "cycle_budgets": [0.75, 1.0], "joint": [(4.5, 1.0)],
-             "reuse_quantized": True, "metric": "kl", "eval_windows": 4, "loop_iter": 4},
+             "extra_bits": [3.5], "cycle_budgets": [0.75], "joint": [],
+             "reuse_quantized": True, "metric": "kl", "eval_windows": 4, "loop_iter": 4, "val_windows": 2},
 }
 
 def allocation_ppl(ctx, layer_formats: dict[str, str | None], store: dict | None = None,
@@ -146,17 +147,19 @@ def section(ctx, preset: str | None = None) -> Section:
 
     # the closed loop's measurements: added NLL on the validation slice (never the evaluation windows)
     tl = time.perf_counter()
-    val_ref = ctx.reference_for(None, "val")
+    vwin = P.get("val_windows")
+    val_ref = ctx.reference_for(vwin, "val")
     uni_val: dict[str, float] = {}
     for k, f in enumerate(formats):
         uni_val[f] = 0.0 if f == hwcost.KEEP_FLOAT else (
-            allocation_ppl(ctx, plan(np.full(len(pr.names), k)), store, split="val")["nll"] - val_ref["nll"])
+            allocation_ppl(ctx, plan(np.full(len(pr.names), k)), store, windows=vwin, split="val")["nll"]
+            - val_ref["nll"])
     val_seen: dict[tuple, float] = {}
 
     def measure_val(choice) -> float:
         key = tuple(int(i) for i in choice)
         if key not in val_seen:
-            val_seen[key] = allocation_ppl(ctx, plan(choice), store, split="val")["nll"] - val_ref["nll"]
+            val_seen[key] = allocation_ppl(ctx, plan(choice), store, windows=vwin, split="val")["nll"] - val_ref["nll"]
         return val_seen[key]
 
     seen: dict[tuple, dict] = {}
