@@ -16,10 +16,11 @@ EPILOG = f"""
 presets (perplexity on the start of the gensim Wikipedia text, non-overlapping 2048-token windows):
   smoke  {PRESETS['smoke'].eval_windows} windows x {PRESETS['smoke'].window} tokens, calibration {PRESETS['smoke'].calib_tokens}: a wiring check of
          every section (with --tiny: a random tiny Llama, ~20 s)
-  quick  {PRESETS['quick'].eval_windows} window = {PRESETS['quick'].eval_tokens} tokens, calibration {PRESETS['quick'].calib_tokens}; ExMy PPL at g128
-         only, AdaQuant on int4 sequential only, a smaller QAT and IP run
+  quick  {PRESETS['quick'].eval_windows} window = {PRESETS['quick'].eval_tokens} tokens, calibration {PRESETS['quick'].calib_tokens}; ExMy at 4 and 6
+         bits, g128 only; AdaQuant on int4 sequential, one calibration slice; a smaller QAT and IP run
   full   {PRESETS['full'].eval_windows} windows = {PRESETS['full'].eval_tokens} tokens, calibration {PRESETS['full'].calib_tokens}; act/KV on 4 windows, ExMy
-         PPL on 1 window for both layouts, AdaQuant also on bitmod3, an 8-format IP, 60 QAT steps
+         PPL on 1 window for both layouts, AdaQuant on int4 and bitmod3 over {PRESETS['full'].slices} calibration slices,
+         an 8-format IP, 60 QAT steps
 
 sections, in report order: {', '.join(DEFAULT_SECTIONS)}
 optional, only when named (or with --sections all): {', '.join(sorted(OPTIONAL))} (AdaQuant's settings grid,

@@ -32,11 +32,11 @@ PRESETS: dict[str, dict] = {
     "smoke": {"formats": ["fp3", "int3_asym", "int4_asym", "bitmod4", "int8", "fp16"],
               "tokens": 128, "uniform": ["int3_asym", "bitmod4"],
               "extra_bits": [5.0], "cycle_budgets": [0.75], "joint": [(4.25, 0.9)], "metric": "kl", "loop_iter": 3},
-    # SmolLM2, ~4 min idle: 6 engine formats (INT8 gives the IP somewhere to spend bits above FP6) on
-    # 64 calibration tokens, 4 uniform baselines, ~6 IP budgets; quantized weights are kept from the
-    # sensitivity pass (~2.5 GB) and reused
+    # SmolLM2, ~5 min idle: 6 engine formats (INT8 gives the IP somewhere to spend bits above FP6) on
+    # 64 calibration tokens, 3 uniform baselines (3.x, 4.x and 6.x bits), 5 IP budgets with the closed loop;
+    # quantized weights are kept from the sensitivity pass (~2.5 GB) and reused
     "quick": {"formats": ["fp3", "bitmod3", "int4_asym", "bitmod4", "fp6_e3m2", "int8"],
-              "tokens": 64, "uniform": ["bitmod3", "int4_asym", "bitmod4", "fp6_e3m2"],
+              "tokens": 64, "uniform": ["bitmod3", "bitmod4", "fp6_e3m2"],
               "extra_bits": [3.5], "cycle_budgets": [0.75], "joint": [], "reuse_quantized": True, "metric": "kl",
               "eval_windows": None, "loop_iter": 3},
     # SmolLM2: 8 engine formats on 128 tokens, 6 uniform baselines at their own bits, 3.5 bits, 0.75x INT4
@@ -201,7 +201,11 @@ def section(ctx, preset: str | None = None) -> Section:
                      "mixtures_measured": sum(c.kind == "ip" for c in loop.candidates), "stop": loop.stop,
                      "factors": {f: float(x) for f, x in zip(formats, loop.factors)},
                      "best_uniform_val": None if bu_val is None else {"fmt": bu_val.label, "delta_nll": bu_val.measured},
-                     "best_uniform_eval": bu_eval}
+                     "best_uniform_eval": bu_eval,
+                     "candidates": [{"label": c.label, "kind": c.kind, "avg_bits": c.avg_bits,
+                                     "val_delta_nll": c.measured,
+                                     "counts": {formats[i]: int((c.choice == i).sum()) for i in range(len(formats))
+                                                if (c.choice == i).any()}} for c in loop.candidates]}
     loop_s = time.perf_counter() - tl
     if store is not None:
         store.clear()

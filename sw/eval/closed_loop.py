@@ -13,8 +13,8 @@ never the evaluation windows):
 3. ``c`` is re-fitted to every measurement so far, uniform and mixed: ``measured ≈ Σ_f c[f] · S[f]``
    with ``S[f]`` the summed one-at-a-time losses of the layers in format ``f`` (non-negative least
    squares on relative errors), and the IP is solved again;
-4. it stops when a mixture repeats, when an iteration does not improve on the best measured
-   candidate, or after ``max_iter`` mixtures.
+4. it stops when a mixture repeats, when an iteration does not improve on the best mixture measured
+   before it, or after ``max_iter`` mixtures.
 
 The answer is the best *measured* candidate, uniform formats included, so it never measures worse
 than the best uniform format within the budget on the slice it was measured on. The measurement is a
@@ -151,7 +151,7 @@ def closed_loop(loss, params, bits, cycles, formats: list[str], measure: Callabl
             stop = f"iteration {it} repeats a measured mixture"
             break
         seen.add(key)
-        best_before = min((c.measured for c in cands), default=np.inf)
+        best_ip = min((c.measured for c in cands if c.kind == "ip"), default=np.inf)
         d = float(measure(a.choice))
         c = Candidate("ip", f"IP iteration {it}", a.choice, a.avg_bits, a.cycles, d,
                       float((loss * factors[None, :])[np.arange(L), a.choice].sum()), it, factors.copy())
@@ -161,8 +161,8 @@ def closed_loop(loss, params, bits, cycles, formats: list[str], measure: Callabl
         sums.append(format_sums(loss, a.choice))
         meas.append(d)
         factors = fit_factors(np.array(sums), np.array(meas))
-        if it > 0 and d >= best_before - tol:
-            stop = f"iteration {it} did not improve on the best measured candidate"
+        if it > 0 and d >= best_ip - tol:
+            stop = f"iteration {it} did not improve on the best mixture measured before it"
             break
     if not cands:
         raise ValueError("no uniform format fits the budgets and the IP has no solution")

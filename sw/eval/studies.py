@@ -248,7 +248,7 @@ def act_kv_section(ctx: EvalContext) -> Section:
 LAW_OPTIMUM = {4: "fp4_e2m1", 5: "fp5_e2m2", 6: "fp6_e3m2", 7: "fp7_e3m3", 8: "fp8_e4m3"}
 PRESETS_STUDIES = {  # group_sizes: weight MSE + PPL; mse_group_sizes: weight MSE only (cheap)
     "smoke": {"widths": [4, 5, 6, 7, 8], "group_sizes": [None, 128], "mse_group_sizes": [], "windows": 1},
-    "quick": {"widths": [4, 6, 8], "group_sizes": [128], "mse_group_sizes": [], "windows": 1},
+    "quick": {"widths": [4, 6], "group_sizes": [128], "mse_group_sizes": [], "windows": 1},
     "full": {"widths": [4, 5, 6, 7, 8], "group_sizes": [None, 128], "mse_group_sizes": [], "windows": 1}}
 STUDY_SCALE = "fp32"
 
