@@ -43,12 +43,12 @@ from .hooks import QuantSpec, attach_act_kv, decoder_linears
 from .learned import LearnedQuantizer
 
 PRESETS: dict[str, dict] = {
-    # quick (20 KD steps) ~4 min on 2 idle cores (generation ~35 s at ~70 tok/s batched, ~6 s per KD step of
+    # quick (16 KD steps) ~2 min on 2 idle cores (generation ~35 s at ~70 tok/s batched, ~6 s per KD step of
     # 2 x 256 tokens, two perplexities); full ~12 min (8 k generated tokens, cached afterwards).
     "smoke": dict(weight="int4", group_size=128, act="int8", kv="int4", n_seqs=6, seq_len=32, greedy=(3, 5),
                   top_k=50, gen_batch=3, steps=6, batch=2, lr=5e-3, lr_scale=5e-4, lr_norm=1e-4, heldout=2),
     "quick": dict(weight="int4", group_size=128, act="int8", kv="int4", n_seqs=20, seq_len=256, greedy=(3, 5),
-                  top_k=50, gen_batch=10, steps=20, batch=2, lr=5e-3, lr_scale=5e-4, lr_norm=1e-4, heldout=4),
+                  top_k=50, gen_batch=10, steps=16, batch=2, lr=5e-3, lr_scale=5e-4, lr_norm=1e-4, heldout=4),
     "full": dict(weight="int4", group_size=128, act="int8", kv="int4", n_seqs=32, seq_len=256, greedy=(3, 5),
                  top_k=50, gen_batch=16, steps=60, batch=2, lr=5e-3, lr_scale=5e-4, lr_norm=1e-4, heldout=4),
 }
