@@ -472,17 +472,18 @@ def _section_text(ctx, p, reference: dict, verdicts, n_slices: int = 1) -> str:
     ]
     for f, met, (frac, label, ratio, rec_s) in verdicts:
         frac_s = "n/a (RTN is not worse than float)" if frac == -math.inf else f"{100 * frac:.1f} %"
-        if rec_s is not None and rec_s["n"] > 1:
+        spread = ""
+        if rec_s is not None and rec_s["n"] > 1 and frac != -math.inf:
             frac_s += f" (slices {100 * rec_s['min']:.1f}..{100 * rec_s['max']:.1f} %)"
             if spread_exceeds(rec_s, frac - 1 / 3):
-                frac_s += (f"; the spread over the slices ({100 * (rec_s['max'] - rec_s['min']):.1f} points) is "
-                           f"larger than the distance to the target ({100 * (frac - 1 / 3):+.1f} points), so one "
-                           f"slice alone would not settle it")
+                spread = (f" The spread over the slices ({100 * (rec_s['max'] - rec_s['min']):.1f} points) is "
+                          f"larger than the distance to the target ({100 * (frac - 1 / 3):+.1f} points): one "
+                          f"slice alone would not settle it.")
         why = "" if met else (
             f" Why: with this preset's budget ({p['steps']} Adam steps per layer on {p['calib_tokens']} "
             f"calibration tokens) the layers reach only {ratio:.2f}x RTN's output MSE (geometric mean); "
             f"per-layer MSE gains do not add up to the same perplexity gain because the errors of the 210 "
             f"layers compound through the network (the sequential mode targets this).")
         lines.append(f"- {f} g128: **{'met' if met else 'missed'}** -- best: {label}, recovers {frac_s} "
-                     f"of RTN's increase, calibration MSE {ratio:.3f}x RTN.{why}")
+                     f"of RTN's increase, calibration MSE {ratio:.3f}x RTN.{spread}{why}")
     return "\n\n".join(lines)
