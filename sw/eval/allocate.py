@@ -21,7 +21,7 @@ import torch
 from . import hwcost
 from .closed_loop import closed_loop
 from .hooks import QuantSpec, decoder_linears, quantize_weight, weights_restored
-from .knapsack import model_cost, problem, solve
+from .knapsack import layer_formats, model_cost, problem, solve
 from .sensitivity import EPS, GROUP_SIZE, layer_sensitivity
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def section(ctx, preset: str | None = None) -> Section:
         runs.append({"kind": f"bits ≤ {b} and cycles ≤ {c}× int4", "bits_budget": float(b),
                      "cycles_budget": c * int4_cyc})
     def plan(choice) -> dict[str, str | None]:
-        return {n: (None if formats[int(i)] == hwcost.KEEP_FLOAT else formats[int(i)]) for n, i in zip(pr.names, choice)}
+        return layer_formats(choice, pr.names, formats)
 
     # the closed loop's measurements: added NLL on the validation slice (never the evaluation windows)
     tl = time.perf_counter()

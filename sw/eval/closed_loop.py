@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from .knapsack import Allocation, solve
+from .knapsack import Allocation, figures, solve
 
 #: Smallest compounding factor the fit may return (keeps every IP cost positive).
 MIN_FACTOR = 1e-3
@@ -110,15 +110,6 @@ def closed_loop(loss, params, bits, cycles, formats: list[str], measure: Callabl
     L, F = loss.shape
     bits_lf = np.broadcast_to(np.asarray(bits, float), (L, F))
     cyc_lf = None if cycles is None else np.broadcast_to(np.asarray(cycles, float), (L, F))
-    tot = params.sum()
-
-    def figures(choice):
-        r = np.arange(L)
-        avg = float((params * bits_lf[r, choice]).sum() / tot)
-        if cyc_lf is None:
-            return avg, None
-        c = cyc_lf[r, choice] * params
-        return avg, (float(c.sum()) if np.isfinite(c).all() else None)
 
     def fits(avg, cyc):
         if bits_budget is not None and avg > bits_budget + 1e-9:
@@ -133,7 +124,7 @@ def closed_loop(loss, params, bits, cycles, formats: list[str], measure: Callabl
         ch = np.full(L, k)
         sums.append(format_sums(loss, ch))
         meas.append(float(d))
-        avg, cyc = figures(ch)
+        avg, cyc = figures(ch, params, bits_lf, cyc_lf)
         if fits(avg, cyc):
             cands.append(Candidate("uniform", f, ch, avg, cyc, float(d), float(loss[:, k].sum())))
     factors = np.ones(F)

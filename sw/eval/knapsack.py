@@ -44,8 +44,12 @@ class Allocation:
 
     def layer_formats(self, names: list[str], formats: list[str]) -> dict[str, str | None]:
         """``QuantSpec.layer_formats`` of this allocation (``fp16`` = keep float = None)."""
-        return {n: (None if formats[int(i)] == hwcost.KEEP_FLOAT else formats[int(i)])
-                for n, i in zip(names, self.choice)}
+        return layer_formats(self.choice, names, formats)
+
+
+def layer_formats(choice, names: list[str], formats: list[str]) -> dict[str, str | None]:
+    """``QuantSpec.layer_formats`` of a format index per layer (``fp16`` = keep float = None)."""
+    return {n: (None if formats[int(i)] == hwcost.KEEP_FLOAT else formats[int(i)]) for n, i in zip(names, choice)}
 
 
 def _as_cost(a, L: int, F: int, name: str) -> np.ndarray:
@@ -98,7 +102,9 @@ def _check_problem(loss, params, bits, cycles, bits_budget, cycles_budget):
     return loss, params, bits, cyc, allowed
 
 
-def _figures(choice, params, bits, cyc) -> tuple[float, float | None]:
+def figures(choice, params, bits, cyc) -> tuple[float, float | None]:
+    """Param-weighted average bits and total cycles (None if a chosen format is not runnable) of a
+    choice, from [L, F] ``bits`` and cycles-per-weight ``cyc`` (or None)."""
     rows = np.arange(len(choice))
     avg = float((params * bits[rows, choice]).sum() / params.sum())
     if cyc is None:
@@ -143,7 +149,7 @@ def solve(loss, params, bits, cycles=None, bits_budget: float | None = None, cyc
     if res.x is None or res.status not in (0, 1):
         raise RuntimeError(f"milp failed for {budgets}: status {res.status}: {res.message}")
     choice = np.asarray(res.x).reshape(L, F).argmax(axis=1)
-    avg, total = _figures(choice, params, bits, cyc)
+    avg, total = figures(choice, params, bits, cyc)
     msg = "optimal within mip_rel_gap" if res.status == 0 else f"time limit {time_limit} s: best feasible found"
     return Allocation(choice=choice, objective=float(loss[np.arange(L), choice].sum()), avg_bits=avg,
                       cycles=total, bits_budget=bits_budget, cycles_budget=cycles_budget, status=int(res.status),
@@ -173,7 +179,7 @@ def brute_force(loss, params, bits, cycles=None, bits_budget: float | None = Non
             best, best_obj = ch, obj
     if best is None:
         raise ValueError("budgets infeasible together")
-    avg, cycles_total = _figures(best, params, bits, cyc)
+    avg, cycles_total = figures(best, params, bits, cyc)
     return Allocation(choice=best, objective=float(best_obj), avg_bits=avg, cycles=cycles_total,
                       bits_budget=bits_budget, cycles_budget=cycles_budget, message="exhaustive")
 
