@@ -16,6 +16,8 @@ significand times a <=11-bit one); with ``fp32`` scales and for NVFP4's combined
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 
 import torch
@@ -143,10 +145,7 @@ class QuantizedTensor:
         if self.selectors is None:
             codes = self.element._encode_f32(y, self.rounding)
         else:
-            sel = self.selectors[..., gi].long()
-            codes = torch.zeros(y.shape, dtype=torch.uint8)
-            for i, v in enumerate(self.variants):
-                codes = torch.where(sel == i, v._encode_f32(y, self.rounding), codes)
+            codes = _encode_selected(self.variants, self.selectors[..., gi].long(), y, self.rounding)
         if self.tensor_scale is None:       # a group of scale 0 holds the code of 0 (as sw.scaling)
             dead = ~(s > 0)
             if bool(dead.any()):
@@ -173,3 +172,48 @@ class QuantizedTensor:
     def __repr__(self) -> str:
         return (f"QuantizedTensor({self.format}, shape={tuple(self.shape)}, group_size={self.group_size}, "
                 f"scale_format={self.scale_format}, bits_per_weight={self.bits_per_weight:.4f})")
+
+
+@functools.lru_cache(maxsize=None)
+def _variant_tables(variants: tuple, rounding: str):
+    """The variants' encoder tables stacked, one row per variant, padded to the longest (midpoints with
+    +inf, so a padded slot is never chosen), or None when one variant is not a midpoint grid."""
+    if any(v._int_lo is not None or v.midpoints.numel() == 0 for v in variants):
+        return None
+    m = max(v.midpoints.numel() for v in variants)
+    mids = torch.full((len(variants), m), float("inf"))
+    tie = torch.zeros(len(variants), m, dtype=torch.bool)
+    codes = torch.zeros(len(variants), m + 1, dtype=torch.uint8)
+    vals = torch.zeros(len(variants), m + 1)
+    for i, v in enumerate(variants):
+        n = v.midpoints.numel()
+        mids[i, :n], tie[i, :n] = v.midpoints, v._tie_up[rounding]
+        codes[i, :n + 1], vals[i, :n + 1] = v.grid_codes, v.values
+    last = torch.tensor([v.midpoints.numel() - 1 for v in variants])
+    neg0 = torch.tensor([-1 if v.neg_zero_code is None else v.neg_zero_code for v in variants])
+    return mids, tie, codes, vals, last, neg0
+
+
+def _encode_selected(variants: tuple, sel: torch.Tensor, y: torch.Tensor, rounding: str) -> torch.Tensor:
+    """Codes of ``y`` (float32), each element under ``variants[sel]``: the codes each variant's own
+    encoder gives (same midpoints, tie rules and signed zero), in one batched search over per-element
+    midpoint rows instead of one encode per variant (GPTQ's column loop calls this 4x less work)."""
+    tab = _variant_tables(tuple(variants), rounding)
+    if tab is None or y.numel() > 65536:       # large tensors: the per-variant encoders (chunked, threaded)
+        codes = torch.zeros(y.shape, dtype=torch.uint8)
+        for i, v in enumerate(variants):
+            codes = torch.where(sel == i, v._encode_f32(y, rounding), codes)
+        return codes
+    mids, tie_up, gcodes, vals, last, neg0 = tab
+    shape = y.shape
+    x = y.reshape(-1, 1).contiguous()
+    s = sel.expand(shape).reshape(-1)
+    rows = mids[s]
+    idx = torch.searchsorted(rows, x, side="left")
+    at = torch.minimum(idx, last[s].unsqueeze(1))
+    idx = idx + ((rows.gather(1, at) == x) & tie_up[s].gather(1, at))
+    codes = gcodes[s].gather(1, idx)[:, 0]
+    nz = neg0[s]
+    is0 = (vals[s].gather(1, idx)[:, 0] == 0) & torch.signbit(x[:, 0]) & (nz >= 0)
+    codes = torch.where(is0, nz.clamp_min(0).to(torch.uint8), codes)
+    return codes.reshape(shape)

@@ -138,3 +138,23 @@ def test_a_failed_job_is_a_section_error(tmp_path, monkeypatch):
     monkeypatch.setattr(section_jobs, "run_section_job", lambda spec, key: 1 / 0)
     s = section_jobs.run_sections(ctx, ["reference"], scheduler="serial", progress=False)
     assert s[0].data == {"error": "ZeroDivisionError: division by zero"} and s[0].key == "reference"
+
+
+def test_set_overrides_a_sections_parameters(tmp_path, capsys):
+    from sw.eval.__main__ import parse_overrides
+    assert parse_overrides(["gptq.slices=1", 'gptq.formats=["int4"]', "qat.weight=int4"]) == {
+        "gptq": {"slices": 1, "formats": ["int4"]}, "qat": {"weight": "int4"}}
+    with pytest.raises(ValueError, match=r"^'gptq\.slices' is not SECTION\.KEY=VALUE$"):
+        parse_overrides(["gptq.slices"])
+    with pytest.raises(ValueError, match=r"^'nope\.x=1': unknown section 'nope'; known: reference, "):
+        parse_overrides(["nope.x=1"])
+    assert main(["--tiny", "--sections", "gptq", "--set", "gptq=1"]) == 2
+    assert "--set: 'gptq=1' is not SECTION.KEY=VALUE" in capsys.readouterr().err
+    args = ["--tiny", "--out", str(tmp_path), "--no-progress", "--sections", "gptq", "--set", "gptq.slices=1",
+            "--set", 'gptq.formats=["int4"]', "--set", 'gptq.variants=["GPTQ act-order"]']
+    assert main(args) == 0
+    rows = json.loads((tmp_path / "eval.json").read_text())["sections"]["gptq"]["tables"][0]["rows"]
+    assert [(r[0], r[1]) for r in rows] == [("int4", "RTN"), ("int4", "GPTQ act-order")]
+    assert main(args[:-2] + ["--set", "gptq.bogus=1"]) == 1           # the section records the error
+    doc = json.loads((tmp_path / "eval.json").read_text())
+    assert "gptq section: unknown parameter(s) bogus; known: block, " in doc["sections"]["gptq"]["error"]

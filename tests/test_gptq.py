@@ -207,3 +207,31 @@ def test_scale_refit_errors():
     with pytest.raises(ValueError, match=r"x \[n, in\] and y \[n, 4\] must share n, with in <= 32; got \(10, 32\) "
                                          r"and \(9, 4\)"):
         refit_scales(qt, torch.randn(10, 32), torch.randn(9, 4))
+    with pytest.raises(ValueError, match=r"^xtx must be \[32, 32\] \(x\^T x\), got \(16, 16\)$"):
+        refit_scales(qt, torch.randn(10, 32), torch.randn(10, 4), xtx=torch.zeros(16, 16, dtype=torch.float64))
+
+
+def test_scale_refit_with_the_hessians_xtx_is_the_same_fit():
+    from sw.eval.scale_refit import refit_scales
+    g = torch.Generator().manual_seed(2)
+    x, w = torch.randn(300, 64, generator=g), torch.randn(8, 64, generator=g)
+    qt = sw.quantize(w, "int4", 16)
+    hs = Hessian(64)
+    hs.add(x)
+    a, ia = refit_scales(qt, x, x @ w.t())
+    b, ib = refit_scales(qt, x, x @ w.t(), xtx=hs.xtx)
+    assert torch.equal(a.scales, b.scales) and ia == ib
+
+
+def test_hessian_float32_blocks_match_float64():
+    """float32 products in blocks of Hessian.ROWS rows, summed in float64: within 1e-6 of the float64
+    product; float64 inputs are exact."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(5000, 48, generator=g)
+    hs = Hessian(48)
+    hs.add(x)
+    want = 2.0 * x.double().t() @ x.double() / 5000
+    assert hs.n == 5000 and torch.allclose(hs.value(), want, rtol=1e-6, atol=1e-6)
+    h64 = Hessian(48)
+    h64.add(x.double())
+    assert torch.allclose(h64.value(), want, rtol=1e-12, atol=1e-12)

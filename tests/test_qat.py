@@ -121,7 +121,12 @@ def test_section_smoke_on_tiny_context(tmp_path):
     ctx = tiny_context(tmp_path)
     before = _state(ctx.model)
     sec = section(ctx, params=dict(n_seqs=3, seq_len=16, steps=2, heldout=1))
-    assert sec.key == "qat" and len(sec.tables[0].rows) == 3
+    # float, RTN, one row per data set (the smoke preset's 2 slices: seeds 0 and 1), their mean
+    assert sec.key == "qat" and len(sec.tables[0].rows) == 5 and sec.data["slices"] == 2
+    per = sec.data["per_slice"]
+    assert [x["seed"] for x in per] == [0, 1]
+    assert sec.data["qat_ppl"]["mean"] == pytest.approx((per[0]["ppl"] + per[1]["ppl"]) / 2, rel=1e-12)
+    assert sec.tables[0].rows[-1][2] == sec.data["qat_ppl"]["mean"]
     assert sec.data["generated_tokens"] == 48 and len(sec.data["train"]["losses"]) == 2
     assert sec.data["rtn"]["ppl"] == ctx.ppl(SPEC)["ppl"]
     assert isinstance(sec.data["target_met"], bool)

@@ -47,3 +47,21 @@ def test_requantize_errors_name_the_parameter():
     qt = sw.quantize(w.t().contiguous(), "int4", 16, axis=0)
     with pytest.raises(ValueError, match=r"^requantize: the group axis is 0; it must be the last axis \(1\)$"):
         qt.requantize(torch.zeros(256, 1))
+
+
+@pytest.mark.parametrize("fmt", ["bitmod4", "bitmod3"])
+@pytest.mark.parametrize("rounding", ["nearest_even", "nearest_away", "nearest_down", "nearest_up"])
+def test_batched_variant_encode_equals_each_variants_encoder(fmt, rounding):
+    """recode's one batched search over per-element midpoint rows gives, element by element, the codes
+    of the selected variant's own encoder: at every midpoint (ties), at ±0, ±tiny, ±inf and at random."""
+    from sw.quantized import _encode_selected
+    vs = sw.quantize(torch.randn(4, 128), fmt, 128).variants
+    g = torch.Generator().manual_seed(3)
+    y = torch.cat([torch.randn(4000, generator=g) * 3, torch.tensor([0.0, -0.0, 1e-30, -1e-30, float("inf"),
+                                                                      float("-inf")])]
+                  + [m for v in vs for m in (v.midpoints, -v.midpoints)])
+    sel = torch.randint(0, len(vs), y.shape, generator=g)
+    want = torch.zeros(y.shape, dtype=torch.uint8)
+    for i, v in enumerate(vs):
+        want = torch.where(sel == i, v._encode_f32(y, rounding), want)
+    assert torch.equal(_encode_selected(vs, sel, y, rounding), want)

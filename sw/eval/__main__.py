@@ -17,14 +17,16 @@ presets (perplexity on the start of the gensim Wikipedia text, non-overlapping 2
   smoke  {PRESETS['smoke'].eval_windows} windows x {PRESETS['smoke'].window} tokens, calibration {PRESETS['smoke'].calib_tokens}: a wiring check of
          every section (with --tiny: a random tiny Llama, ~20 s)
   quick  {PRESETS['quick'].eval_windows} window = {PRESETS['quick'].eval_tokens} tokens, calibration {PRESETS['quick'].calib_tokens}; ExMy at 4 and 6
-         bits, g128 only; AdaQuant on int4 sequential, one calibration slice; a smaller QAT and IP run
+         bits, g128 only; AdaQuant on int4 sequential, GPTQ + scale refit on bitmod4 and bitmod3, one
+         calibration slice; a smaller QAT and IP run
   full   {PRESETS['full'].eval_windows} windows = {PRESETS['full'].eval_tokens} tokens, calibration {PRESETS['full'].calib_tokens}; act/KV on 4 windows, ExMy
          PPL on 1 window for both layouts, AdaQuant on int4 and bitmod3 over {PRESETS['full'].slices} calibration slices,
-         an 8-format IP, 60 QAT steps
+         GPTQ on ten 4- and 3-bit formats over {PRESETS['full'].slices} slices, an 8-format IP, 60 QAT steps on
+         {PRESETS['full'].slices} generated data sets
 
 sections, in report order: {', '.join(DEFAULT_SECTIONS)}
 optional, only when named (or with --sections all): {', '.join(sorted(OPTIONAL))} (AdaQuant's settings grid,
-         chosen on the validation slice; GPTQ against RTN for the 4- and 3-bit formats)
+         chosen on the validation slice)
 Measured run times of each preset are in the README.
 The first run converts the SmolLM2 GGUF (~25 s) and the Wikipedia dump (~25 s) and caches both
 under --cache-dir; later runs load in a few seconds. Writes OUT/eval.json, OUT/eval.md, OUT/*.png.
@@ -53,8 +55,32 @@ def build_parser(prog: str = "bitmix eval") -> argparse.ArgumentParser:
                         f"whose workers share this file system (default: ${SCHEDULER_ENV} if set, else one section "
                         "after the other in this process)")
     p.add_argument("--workers", type=int, default=None, help="worker processes of the local cluster (default: one per core)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
+                   help="override one parameter of a section's preset, e.g. --set 'gptq.formats=[\"int4\"]' or "
+                        "--set gptq.slices=1 (VALUE is JSON, else a string; repeatable)")
     p.add_argument("--tiny", action="store_true", help="use the tiny random Llama stand-in (for tests; seconds)")
     return p
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict]:
+    """``["gptq.slices=1", ...]`` -> ``{"gptq": {"slices": 1}}`` (values JSON, else strings)."""
+    import json
+
+    from .report import SECTIONS
+    out: dict[str, dict] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not eq or not dot or not name:
+            raise ValueError(f"{item!r} is not SECTION.KEY=VALUE")
+        if section not in SECTIONS:
+            raise ValueError(f"{item!r}: unknown section {section!r}; known: {', '.join(SECTIONS)}")
+        try:
+            v = json.loads(value)
+        except json.JSONDecodeError:
+            v = value
+        out.setdefault(section, {})[name] = v
+    return out
 
 
 def main(argv: list[str] | None = None, prog: str = "bitmix eval") -> int:
@@ -63,6 +89,11 @@ def main(argv: list[str] | None = None, prog: str = "bitmix eval") -> int:
         keys = parse_sections(args.sections)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        overrides = parse_overrides(args.overrides)
+    except ValueError as e:
+        print(f"error: --set: {e}", file=sys.stderr)
         return 2
     if args.workers is not None and args.workers < 1:
         print(f"error: --workers={args.workers} must be >= 1", file=sys.stderr)
@@ -81,6 +112,7 @@ def main(argv: list[str] | None = None, prog: str = "bitmix eval") -> int:
     else:
         from .context import build_context
         ctx = build_context(args.preset, args.out, args.seed, progress=not args.no_progress, cache_dir=args.cache_dir)
+    ctx.params = overrides
     scheduler = args.scheduler or os.environ.get(SCHEDULER_ENV) or None
     if scheduler is not None:
         try:

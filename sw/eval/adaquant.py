@@ -259,6 +259,7 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
     with _structure_restored(model):
         for blk in walk_blocks(model, ids, mode, seq_len, tokens):
             mods = block_linears(blk.block)
+            hessians: dict = {}        # GPTQ: linears that read the same input (q/k/v, gate/up) share one
             for local, full in blk.names.items():
                 f = plan.get(full)
                 if f is None:
@@ -271,7 +272,7 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
                 res = _calibrate_one(full, lin, x, y, f, method, group_size, scale_format, steps, batch_tokens,
                                      lr_w, lr_s, learn_scale, learn_bias, bias_correct_after, seed,
                                      keep if skip_first else None, max_move,
-                                     gptq=settings if method == "gptq" else None)
+                                     gptq=settings if method == "gptq" else None, hessians=hessians)
                 res.seconds = time.perf_counter() - t1
                 cal.layers[full] = res
                 bar.update(1)
@@ -285,14 +286,20 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
 
 def _calibrate_one(name, lin, x, y, fmt, method, group_size, scale_format, steps, batch_tokens, lr_w, lr_s,
                    learn_scale, learn_bias, bias_correct_after, seed, keep=None, max_move=None,
-                   gptq: dict | None = None) -> LayerResult:
+                   gptq: dict | None = None, hessians: dict | None = None) -> LayerResult:
     """One linear; ``keep`` (bool per row of ``x``) selects the rows of the AdaQuant loss and of
-    GPTQ's Hessian (bias statistics always use every row)."""
+    GPTQ's Hessian (bias statistics always use every row). ``hessians``: GPTQ's Hessians by input
+    (storage, shape), shared by the linears that read the same tensor."""
     b = None if lin.bias is None else lin.bias.detach()
     if method == "gptq":
         from .gptq import Hessian, gptq_quantize, group_quantize
-        hs = Hessian(x.shape[1])
-        hs.add(x if keep is None else x[keep])
+        key = (x.data_ptr(), tuple(x.shape), tuple(x.stride()))
+        hs = None if hessians is None else hessians.get(key)
+        if hs is None:
+            hs = Hessian(x.shape[1])
+            hs.add(x if keep is None else x[keep])
+            if hessians is not None:
+                hessians[key] = hs
         w, info = gptq_quantize(lin.weight.detach(), hs.value(), fmt, group_size, scale_format=scale_format,
                                 act_order=gptq["act_order"], static_groups=gptq["static_groups"],
                                 damp=gptq["damp"], block=gptq["block"])
@@ -300,7 +307,8 @@ def _calibrate_one(name, lin, x, y, fmt, method, group_size, scale_format, steps
         if gptq.get("refit"):
             from .scale_refit import refit_scales
             xk, yk = (x, y) if keep is None else (x[keep], y[keep])
-            qt, _ = refit_scales(qt, xk.reshape(-1, xk.shape[-1]), (yk if b is None else yk - b).reshape(-1, yk.shape[-1]))
+            qt, _ = refit_scales(qt, xk.reshape(-1, xk.shape[-1]), (yk if b is None else yk - b).reshape(-1, yk.shape[-1]),
+                                 xtx=hs.xtx)
             w = qt.dequantize()[:, :w.shape[1]].contiguous()
         w_rtn = group_quantize(lin.weight.detach().float(), fmt, group_size, scale_format).dequantize()[:, :w.shape[1]]
         return LayerResult(name, w, b, qt, output_mse(x, w_rtn, b, y), output_mse(x, w, b, y))

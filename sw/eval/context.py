@@ -96,6 +96,7 @@ class EvalContext:
     tiny: bool = False        # built by tiny_context (sections use stand-ins for other real models)
     val_ids: torch.Tensor | None = None   # [1, V] validation slice (just before the calibration slice)
     calib_more: list = field(default_factory=list)   # calibration slices 1.. (disjoint; data.calibration_slices)
+    params: dict = field(default_factory=dict)       # section key -> parameter overrides (``--set``)
     _memo: dict = field(default_factory=dict, repr=False)
 
     def split_ids(self, split: str = "eval") -> torch.Tensor:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import statistics
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +42,7 @@ from torch.nn.utils import parametrize
 
 from .hooks import QuantSpec, attach_act_kv, decoder_linears
 from .learned import LearnedQuantizer
+from .slices import spread_exceeds, spread_text, summary
 
 PRESETS: dict[str, dict] = {
     # quick (16 KD steps) ~2 min on 2 idle cores (generation ~35 s at ~70 tok/s batched, ~6 s per KD step of
@@ -271,54 +273,86 @@ def section(ctx, preset: str | None = None, params: Mapping | None = None):
     """W4A8KV4 (default: int4 g128 weights, int8 per-token activations, int4 per-token K/V):
     RTN perplexity vs LLM-QAT-style KD-QAT perplexity on the evaluation slice."""
     from .context import Section, Table
-    from .models import DEFAULT_CACHE
     p = dict(PRESETS[preset or ctx.preset.name])
     if params:
+        unknown = sorted(set(params) - set(p) - {"slices"})
+        if unknown:
+            raise ValueError(f"qat section: unknown parameter(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(sorted(set(p) | {'slices'}))}")
         p.update(params)
     t0 = time.perf_counter()
     spec = QuantSpec(weight=p["weight"], group_size=p["group_size"], act=p["act"], kv=p["kv"])
     act_kv = QuantSpec(act=p["act"], kv=p["kv"])
     ref = ctx.reference["ppl"]
     rtn = ctx.ppl(spec)
-    ids, gen = cached_data(ctx.model, p, ctx.seed, None if ctx.tiny else DEFAULT_CACHE, ctx.progress)
+    n_slices = int(p.get("slices") or ctx.preset.slices)
+    runs = [_train_one(ctx, p, spec, act_kv, ctx.seed + k) for k in range(n_slices)]
+    sp = summary(r["qat"]["ppl"] for r in runs)
+    qat_ppl = sp["mean"]
+    met = qat_ppl < rtn["ppl"]
+    first = runs[0]
+    rows = [["float", "-", ref, None, 0.0, None],
+            [spec.label(), "RTN", rtn["ppl"], None, rtn["delta_pct"], first["kl0"]]]
+    for r in runs:
+        rows.append([spec.label(), f"KD-QAT ({p['steps']} steps), data seed {r['seed']}", r["qat"]["ppl"], None,
+                     r["qat"]["delta_pct"], r["kl1"]])
+    if n_slices > 1:
+        rows.append([spec.label(), f"KD-QAT mean over {n_slices} data sets", qat_ppl, spread_text(sp),
+                     100.0 * (qat_ppl / ref - 1.0), statistics.fmean(r["kl1"] for r in runs)])
+    tab = Table(f"QAT with data-free distillation vs RTN (perplexity on the evaluation slice; QAT on {n_slices} "
+                f"generated data set(s), seeds {ctx.seed}..{ctx.seed + n_slices - 1})",
+                ["config", "method", "PPL", "PPL mean (min..max)", "Δ vs float %",
+                 "KL to teacher on held-out generated text"], rows)
+    ids, gen, log = first["ids"], first["gen"], first["log"]
+    n_hold = first["n_hold"]
+    gen_tokens = int(ids.numel())
+    spread = ""
+    if spread_exceeds(sp, qat_ppl - rtn["ppl"]):
+        spread = (f" The spread over the data sets ({sp['max'] - sp['min']:.2f}) is larger than the gain over RTN "
+                  f"({rtn['ppl'] - qat_ppl:.2f}): one data set alone would not settle it.")
+    text = "\n\n".join([
+        f"Data-free sets: per calibration slice k the float model generated {ids.shape[0]} sequences x "
+        f"{ids.shape[1]} tokens ({gen_tokens} tokens; start tokens drawn with seed {ctx.seed} + k, first 3-5 "
+        f"tokens greedy, the rest sampled with top-k {p['top_k']}; the first set in {gen['seconds']:.0f} s"
+        f"{' (cached: ' + gen['path'] + ')' if gen['cached'] else ''}); {n_hold} held out for the KL column. "
+        f"{n_slices} set(s), each trained from the same RTN start with the training seed {ctx.seed} + k; the "
+        f"target is judged on the mean.",
+        f"Student: {spec.label()}; weights via learned quantizers (weight perturbation + fp16 group scales, "
+        f"STE), act/KV fake-quantized per token with STE (K/V before RoPE, as LLM-QAT). KD loss KL(teacher "
+        f"|| student) per token; AdamW, {p['steps']} steps of {p['batch']} x {ids.shape[1]} tokens, lr "
+        f"{p['lr']} (weights, in group steps) / {p['lr_scale']} (log scales) / {p['lr_norm']} (norms), cosine, "
+        f"no weight decay; training took {sum(r['log']['seconds'] for r in runs):.0f} s over the set(s) (first "
+        f"set: loss {log['losses'][0]:.4f} -> {log['losses'][-1]:.4f})." if log["losses"] else "No training steps.",
+        f"Target: QAT perplexity below RTN at {spec.label()}: **{'met' if met else 'missed'}** "
+        f"({spread_text(sp)} vs {rtn['ppl']:.3f}; float {ref:.3f})." + spread
+        + ("" if met else " Why: the preset's budget (few steps on a small self-generated set) does not move "
+           "enough roundings; see the KL column for how far distillation got."),
+    ])
+    data = {"params": p, "reference_ppl": ref, "rtn": rtn, "qat": first["qat"], "qat_ppl": sp, "slices": n_slices,
+            "per_slice": [{"seed": r["seed"], "ppl": r["qat"]["ppl"], "kl_heldout_before": r["kl0"],
+                           "kl_heldout_after": r["kl1"], "train_seconds": r["log"]["seconds"]} for r in runs],
+            "kl_heldout_before": first["kl0"], "kl_heldout_after": first["kl1"], "generation": gen,
+            "generated_tokens": gen_tokens, "train": {k: v for k, v in log.items()}, "target_met": met}
+    return Section(key="qat", title="QAT with data-free distillation (LLM-QAT)", text=text, tables=[tab],
+                   data=data, seconds=time.perf_counter() - t0)
+
+
+def _train_one(ctx, p: Mapping, spec: QuantSpec, act_kv: QuantSpec, seed: int) -> dict:
+    """One calibration slice of the QAT section: generate the data set with ``seed``, train a student
+    from the RTN start with ``seed``, deploy it and measure its perplexity."""
+    from .models import DEFAULT_CACHE
+    ids, gen = cached_data(ctx.model, p, seed, None if ctx.tiny else DEFAULT_CACHE, ctx.progress)
     n_hold = min(p["heldout"], ids.shape[0] - 1)
     train_ids, held = ids[:-n_hold] if n_hold else ids, ids[-n_hold:] if n_hold else ids[:1]
     student, handle = make_student(ctx.model, spec)
     try:
         kl0 = mean_kl(student, ctx.model, held)
         log = train(student, ctx.model, train_ids, steps=p["steps"], batch=p["batch"], lr=p["lr"],
-                    lr_scale=p["lr_scale"], lr_norm=p["lr_norm"], seed=ctx.seed, progress=ctx.progress)
+                    lr_scale=p["lr_scale"], lr_norm=p["lr_norm"], seed=seed, progress=ctx.progress)
         kl1 = mean_kl(student, ctx.model, held)
     finally:
         handle.remove()
     deploy_student(student)
     qat = ctx.ppl(act_kv, model=student)
     del student
-    met = qat["ppl"] < rtn["ppl"]
-    rows = [["float", "-", ref, 0.0, None],
-            [spec.label(), "RTN", rtn["ppl"], rtn["delta_pct"], kl0],
-            [spec.label(), f"KD-QAT ({p['steps']} steps)", qat["ppl"], qat["delta_pct"], kl1]]
-    tab = Table("QAT with data-free distillation vs RTN (perplexity on the evaluation slice)",
-                ["config", "method", "PPL", "Δ vs float %", "KL to teacher on held-out generated text"], rows)
-    gen_tokens = int(ids.numel())
-    text = "\n\n".join([
-        f"Data-free set: the float model generated {ids.shape[0]} sequences x {ids.shape[1]} tokens "
-        f"({gen_tokens} tokens; start tokens drawn with seed {ctx.seed}, first 3-5 tokens greedy, the rest "
-        f"sampled with top-k {p['top_k']}) in {gen['seconds']:.0f} s"
-        f"{' (cached: ' + gen['path'] + ')' if gen['cached'] else ''}; {n_hold} held out for the KL column.",
-        f"Student: {spec.label()}; weights via learned quantizers (weight perturbation + fp16 group scales, "
-        f"STE), act/KV fake-quantized per token with STE (K/V before RoPE, as LLM-QAT). KD loss KL(teacher "
-        f"|| student) per token; AdamW, {p['steps']} steps of {p['batch']} x {ids.shape[1]} tokens, lr "
-        f"{p['lr']} (weights, in group steps) / {p['lr_scale']} (log scales) / {p['lr_norm']} (norms), cosine, "
-        f"no weight decay; training took {log['seconds']:.0f} s (loss {log['losses'][0]:.4f} -> "
-        f"{log['losses'][-1]:.4f})." if log["losses"] else "No training steps.",
-        f"Target: QAT perplexity below RTN at {spec.label()}: **{'met' if met else 'missed'}** "
-        f"({qat['ppl']:.3f} vs {rtn['ppl']:.3f}; float {ref:.3f})."
-        + ("" if met else " Why: the preset's budget (few steps on a small self-generated set) does not move "
-           "enough roundings; see the KL column for how far distillation got."),
-    ])
-    data = {"params": p, "reference_ppl": ref, "rtn": rtn, "qat": qat, "kl_heldout_before": kl0,
-            "kl_heldout_after": kl1, "generation": gen, "generated_tokens": gen_tokens,
-            "train": {k: v for k, v in log.items()}, "target_met": met}
-    return Section(key="qat", title="QAT with data-free distillation (LLM-QAT)", text=text, tables=[tab],
-                   data=data, seconds=time.perf_counter() - t0)
+    return {"seed": seed, "ids": ids, "gen": gen, "log": log, "kl0": kl0, "kl1": kl1, "qat": qat, "n_hold": n_hold}

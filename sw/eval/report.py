@@ -44,8 +44,8 @@ PACKAGES = ["torch", "transformers", "gguf", "accelerate", "safetensors", "gensi
 
 
 #: sections that run only when asked for by name (or by "all"): the settings sweep whose outcome the
-#: default sections already use, and GPTQ (new, its run time on the presets not yet measured)
-OPTIONAL: frozenset[str] = frozenset({"adaquant_sweep", "gptq"})
+#: default sections already use
+OPTIONAL: frozenset[str] = frozenset({"adaquant_sweep"})
 DEFAULT_SECTIONS: list[str] = [k for k in SECTIONS if k not in OPTIONAL]
 
 
@@ -101,8 +101,9 @@ def run_section(ctx: EvalContext, key: str) -> Section:
     before = _fingerprint(ctx.model)
     try:
         fn = _load(key)
+        params = ctx.params.get(key)
         with weights_restored(ctx.model):
-            s = fn(ctx)
+            s = fn(ctx, params=params) if params else fn(ctx)
         if not isinstance(s, Section):
             raise TypeError(f"section {key!r} returned {type(s).__name__}, not a Section")
         if _fingerprint(ctx.model) != before:

@@ -42,14 +42,26 @@ def unscaled_values(qt: QuantizedTensor) -> torch.Tensor:
     return u
 
 
+def _xty(x: torch.Tensor, y: torch.Tensor, rows: int = 2048) -> torch.Tensor:
+    """``x^T y`` in float64: float32 products in blocks of ``rows`` rows (as the GPTQ Hessian), summed in
+    float64; float64 inputs stay float64."""
+    dt = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
+    x, y = x.to(dt), y.to(dt)
+    acc = torch.zeros(x.shape[1], y.shape[1], dtype=torch.float64)
+    for a in range(0, x.shape[0], rows):
+        acc += (x[a:a + rows].t() @ y[a:a + rows]).double()
+    return acc
+
+
 def refit_scales(qt: QuantizedTensor, x: torch.Tensor, y: torch.Tensor, *,
-                 ridge: float = 1e-9) -> tuple[QuantizedTensor, dict]:
+                 ridge: float = 1e-9, xtx: torch.Tensor | None = None) -> tuple[QuantizedTensor, dict]:
     """``qt`` with each output row's group scales re-fitted to ``min ||x Q^T - y||^2`` (see the module).
 
     ``x``: ``[n, in]`` layer inputs; ``y``: ``[n, out]`` target outputs (no bias); ``qt``: the layer's
     ``[out, in_padded]`` QuantizedTensor. Returns ``(qt', info)`` with ``info`` = ``{"rows_changed",
     "loss_before", "loss_after"}`` (the summed squared output error on ``x``). A scale that would be
     non-positive, overflow the scale format, or belongs to a group whose scale was 0 stays as it was.
+    ``xtx``: ``x^T x`` (``[in, in]`` float64) when the caller has it (GPTQ's :class:`sw.eval.gptq.Hessian`).
     """
     u = unscaled_values(qt)
     out, kp = u.shape
@@ -59,11 +71,13 @@ def refit_scales(qt: QuantizedTensor, x: torch.Tensor, y: torch.Tensor, *,
     k = x.shape[1]
     g = qt.group_size
     G = kp // g
-    xd, yd = x.double(), y.double()
+    if xtx is not None and tuple(xtx.shape) != (k, k):
+        raise ValueError(f"xtx must be [{k}, {k}] (x^T x), got {tuple(xtx.shape)}")
     H = torch.zeros(kp, kp, dtype=torch.float64)
-    H[:k, :k] = xd.t() @ xd
+    H[:k, :k] = _xty(x, x) if xtx is None else xtx
     C = torch.zeros(kp, out, dtype=torch.float64)
-    C[:k] = xd.t() @ yd
+    C[:k] = _xty(x, y)
+    yd = y.double()
     U = u.reshape(out, G, g)
     M = torch.einsum("rga,gahb,rhb->rgh", U, H.reshape(G, g, G, g), U)           # [out, G, G]
     b = torch.einsum("rga,gar->rg", U, C.reshape(G, g, out))                      # [out, G]

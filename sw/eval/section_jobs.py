@@ -41,12 +41,13 @@ class ContextSpec:
     tiny: bool = False
     threads: int | None = None
     reference: dict = field(default_factory=dict, compare=False, hash=False)
+    params: dict = field(default_factory=dict, compare=False, hash=False)    # ``--set`` overrides
 
     @classmethod
     def of(cls, ctx: EvalContext, cache_dir=None, threads: int | None = None) -> "ContextSpec":
         return cls(preset=ctx.preset.name, out_dir=str(ctx.out_dir), seed=ctx.seed,
                    cache_dir=None if cache_dir is None else str(cache_dir), tiny=ctx.tiny, threads=threads,
-                   reference=dict(ctx.reference))
+                   reference=dict(ctx.reference), params={k: dict(v) for k, v in ctx.params.items()})
 
     def key(self) -> tuple:
         return (self.preset, self.out_dir, self.seed, self.cache_dir, self.tiny)
@@ -69,6 +70,7 @@ def context_for(spec: ContextSpec) -> EvalContext:
                                 reference=spec.reference or None)
         ctx.progress = False
         _CONTEXTS[k] = ctx
+    _CONTEXTS[k].params = {s: dict(v) for s, v in spec.params.items()}
     return _CONTEXTS[k]
 
 
