@@ -17,7 +17,6 @@ significand times a <=11-bit one); with ``fp32`` scales and for NVFP4's combined
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
 
 import torch
