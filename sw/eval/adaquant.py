@@ -383,6 +383,22 @@ def _ppl_loaded(ctx, cal: Calibration, windows: int | None = None, split: str = 
     return r
 
 
+def over_slices(ctx, fmt, n_slices: int, windows: int | None = None, **kw) -> dict:
+    """:func:`calibrate` ``fmt`` (with ``kw``) on each of the context's first ``n_slices`` calibration
+    slices and measure the perplexity on ``windows`` evaluation windows: ``{"ppl"`` (the mean),
+    ``"ppl_spread"`` (:func:`sw.eval.slices.summary`), ``"mse_ratio"`` (geometric mean of the slices'
+    calibration output-MSE ratio to RTN), ``"seconds"`` (calibration, all slices), ``"per_slice"``}."""
+    per = []
+    for k in range(n_slices):
+        cal = calibrate(ctx.model, ctx.calib_slice(k), fmt, seed=ctx.seed, progress=ctx.progress, **kw)
+        r = _ppl_loaded(ctx, cal, windows)
+        per.append({"slice": k, "ppl": r["ppl"], "mse_ratio": cal.mse_ratio(), "seconds": cal.seconds,
+                    "eval_seconds": r["seconds"], "summary": cal.summary()})
+    sp = summary(x["ppl"] for x in per)
+    return {"ppl": sp["mean"], "ppl_spread": sp, "per_slice": per, "seconds": sum(x["seconds"] for x in per),
+            "mse_ratio": math.exp(statistics.fmean(math.log(x["mse_ratio"]) for x in per))}
+
+
 def recovered_fraction(ppl_rtn: float, ppl_x: float, ppl_ref: float) -> float | None:
     """Fraction of RTN's perplexity increase that method ``x`` recovers: (rtn - x) / (rtn - ref)."""
     d = ppl_rtn - ppl_ref
@@ -400,7 +416,7 @@ def section(ctx, preset: str | None = None, params: Mapping | None = None):
     t0 = time.perf_counter()
     win = p.get("eval_windows")
     ref = ctx.reference_for(win)["ppl"]
-    calib = dict(seq_len=p["seq_len"], tokens=p["calib_tokens"], seed=ctx.seed, progress=ctx.progress)
+    calib = dict(seq_len=p["seq_len"], tokens=p["calib_tokens"])
     ada = dict(steps=p["steps"], batch_tokens=p["batch_tokens"], lr_w=p["lr_w"], lr_s=p["lr_s"],
                skip_first=p.get("skip_first", 0), max_move=p.get("max_move"))
     n_slices = int(p.get("slices") or ctx.preset.slices)
@@ -418,19 +434,11 @@ def section(ctx, preset: str | None = None, params: Mapping | None = None):
             plan.append(("AdaQuant sequential + BC", dict(method="adaquant", mode="sequential",
                                                           bias_correct_after=True, **ada)))
         for label, kw in plan:
-            per = []
-            for k in range(n_slices):
-                cal = calibrate(ctx.model, ctx.calib_slice(k), f, group_size=128, **calib, **kw)
-                r = _ppl_loaded(ctx, cal, win)
-                per.append({"slice": k, "ppl": r["ppl"], "mse_ratio": cal.mse_ratio(), "seconds": cal.seconds,
-                            "eval_seconds": r["seconds"], "recovered": recovered_fraction(rtn["ppl"], r["ppl"], ref),
-                            "summary": cal.summary()})
-            ppl_s = summary(x["ppl"] for x in per)
-            rec_s = summary(x["recovered"] for x in per)
-            runs[label] = {"ppl": ppl_s["mean"], "ppl_spread": ppl_s, "recovered": rec_s["mean"],
-                           "recovered_spread": rec_s, "mse_ratio": math.exp(statistics.fmean(
-                               math.log(x["mse_ratio"]) for x in per)),
-                           "seconds": sum(x["seconds"] for x in per), "per_slice": per}
+            run = over_slices(ctx, f, n_slices, win, group_size=128, **calib, **kw)
+            for x in run["per_slice"]:
+                x["recovered"] = recovered_fraction(rtn["ppl"], x["ppl"], ref)
+            rec_s = summary(x["recovered"] for x in run["per_slice"])
+            runs[label] = {**run, "recovered": rec_s["mean"], "recovered_spread": rec_s}
         for label, v in runs.items():
             rec = v.get("recovered_spread")
             rows.append([f"{f} g128", label, v["ppl"], spread_text(v["ppl_spread"]) if "ppl_spread" in v else None,

@@ -14,14 +14,12 @@ about 4.15 bits/weight within +12% of the float reference, the best W3 within +6
 """
 from __future__ import annotations
 
-import math
-import statistics
 import time
 
-from .adaquant import _ppl_loaded, calibrate
+from .adaquant import over_slices
 from .context import EvalContext, Section, Table
 from .hooks import QuantSpec
-from .slices import spread_exceeds, spread_text, summary
+from .slices import spread_exceeds, spread_text
 
 __all__ = ["PRESETS", "VARIANTS", "section"]
 
@@ -83,17 +81,10 @@ def section(ctx: EvalContext, preset: str | None = None, params: dict | None = N
                         "seconds": rtn["quant_seconds"]}}
         for label in list(p["variants"]) + (["GPTQ in-loop groups"] if f in p["in_loop"] else []):
             kw = VARIANTS[label]
-            per = []
-            for k in range(n_slices):
-                cal = calibrate(ctx.model, ctx.calib_slice(k), f, method="gptq", mode="sequential", group_size=g,
-                                seq_len=p["seq_len"], tokens=p["calib_tokens"], skip_first=p["skip_first"],
-                                damp=p["damp"], gptq_block=p["block"], seed=ctx.seed, progress=ctx.progress, **kw)
-                r = _ppl_loaded(ctx, cal, win)
-                per.append({"slice": k, "ppl": r["ppl"], "mse_ratio": cal.mse_ratio(), "seconds": cal.seconds})
-            sp = summary(x["ppl"] for x in per)
-            runs[label] = {"ppl": sp["mean"], "ppl_spread": sp, "bits_per_weight": rtn["bits_per_weight"],
-                           "mse_ratio": math.exp(statistics.fmean(math.log(x["mse_ratio"]) for x in per)),
-                           "seconds": sum(x["seconds"] for x in per), "per_slice": per}
+            run = over_slices(ctx, f, n_slices, win, method="gptq", mode="sequential", group_size=g,
+                              seq_len=p["seq_len"], tokens=p["calib_tokens"], skip_first=p["skip_first"],
+                              damp=p["damp"], gptq_block=p["block"], **kw)
+            runs[label] = {**run, "bits_per_weight": rtn["bits_per_weight"]}
         for label, v in runs.items():
             v["delta_pct"] = 100.0 * (v["ppl"] / ref - 1.0)
             rows.append([f, label, v["bits_per_weight"], v["ppl"],
