@@ -90,7 +90,7 @@ class QuantizedTensor:
         """Decoded element values (before zero point and scale), original layout, float32."""
         c = to_groups(self.codes.long(), self.axis, self.group_size)
         if self.selectors is not None:
-            lut = torch.stack([v.decode_lut for v in self.variants])
+            lut = variant_luts(tuple(self.variants))
             sel = meta_to_groups(self.selectors.long(), self.axis).unsqueeze(-1).expand_as(c)
             vals = lut[sel, c]
         else:
@@ -159,7 +159,7 @@ class QuantizedTensor:
         if self.selectors is None:
             vals = self.element.decode(c)
         else:
-            lut = torch.stack([v.decode_lut for v in self.variants])
+            lut = variant_luts(tuple(self.variants))
             vals = lut[self.selectors[..., gi].long(), c]
         if self.zero_points is not None:
             vals = vals - self.zero_points[..., gi].to(torch.float32)
@@ -171,6 +171,12 @@ class QuantizedTensor:
     def __repr__(self) -> str:
         return (f"QuantizedTensor({self.format}, shape={tuple(self.shape)}, group_size={self.group_size}, "
                 f"scale_format={self.scale_format}, bits_per_weight={self.bits_per_weight:.4f})")
+
+
+@functools.lru_cache(maxsize=None)
+def variant_luts(variants: tuple) -> torch.Tensor:
+    """The variants' decode tables stacked, ``[len(variants), 2**bits]`` (float32), built once per tuple."""
+    return torch.stack([v.decode_lut for v in variants])
 
 
 @functools.lru_cache(maxsize=None)

@@ -16,7 +16,7 @@ import dataclasses
 import torch
 
 from sw.formats import get_scale_format
-from sw.quantized import QuantizedTensor
+from sw.quantized import QuantizedTensor, variant_luts
 
 __all__ = ["unscaled_values", "refit_scales"]
 
@@ -32,7 +32,7 @@ def unscaled_values(qt: QuantizedTensor) -> torch.Tensor:
     if qt.selectors is None:
         vals = qt.element.decode_lut[c]
     else:
-        lut = torch.stack([v.decode_lut for v in qt.variants])
+        lut = variant_luts(tuple(qt.variants))
         vals = lut[qt.selectors[:, gi].long(), c]
     u = vals.double()
     if qt.zero_points is not None:
