@@ -300,6 +300,30 @@ def test_gptq_method_lowers_every_layers_output_error(fmt, mode):
     assert all(torch.equal(m.weight, snap[n]) for n, m in decoder_linears(model).items())
 
 
+def test_gptq_calibration_stacks_the_linears_that_share_an_input(monkeypatch):
+    """q/k/v and gate/up go through one stacked column loop each; every layer gets what its own call
+    would give (the calibration is the same with stacking turned off)."""
+    from sw.eval import adaquant as A
+    from sw.eval import gptq as G
+    calls = []
+    real = G.gptq_quantize
+    monkeypatch.setattr(G, "gptq_quantize", lambda w, *a, **k: calls.append(w.shape[0]) or real(w, *a, **k))
+    model = tiny_llama(0)
+    kw = dict(method="gptq", mode="sequential", group_size=32, seq_len=64, progress=False)
+    cal = calibrate(model, _ids(), "int4_asym", **kw)
+    per_block = calls[:4]
+    monkeypatch.setattr(A, "_gptq_block", lambda *a, **k: {})
+    cal1 = calibrate(model, _ids(), "int4_asym", **kw)
+    sizes = {n: m.weight.shape[0] for n, m in decoder_linears(model).items() if ".layers.0." in n}
+    q, k, v, o, gate, up, down = (sizes[f"model.layers.0.{s}"] for s in (
+        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+        "mlp.up_proj", "mlp.down_proj"))
+    assert per_block == [q + k + v, gate + up, o, down]
+    for n, r in cal.layers.items():
+        assert torch.equal(r.weight, cal1.layers[n].weight), n
+        assert torch.equal(r.qtensor.codes, cal1.layers[n].qtensor.codes), n
+
+
 def test_recovered_fraction():
     assert recovered_fraction(30.0, 26.0, 18.0) == pytest.approx(1 / 3)
     assert recovered_fraction(20.0, 19.0, 20.0) is None

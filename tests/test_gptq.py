@@ -235,3 +235,27 @@ def test_hessian_float32_blocks_match_float64():
     h64 = Hessian(48)
     h64.add(x.double())
     assert torch.allclose(h64.value(), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("fmt", ["int4_asym", "bitmod4", "mxfp4", "nvfp4"])
+def test_stacked_weights_give_each_weights_own_result(layer, fmt):
+    """q/k/v (or gate/up) in one column loop: each weight's result and codes are its own call's."""
+    from sw.eval.gptq import gptq_stacked
+    w, _, h = layer
+    g = torch.Generator().manual_seed(5)
+    ws = [w, torch.randn(32, w.shape[1], generator=g) * 0.05, w[:16] * 0.5]
+    got = gptq_stacked(ws, h, fmt, 64, act_order=True, static_groups=True)
+    for wi, (q, info) in zip(ws, got):
+        q1, info1 = gptq_quantize(wi, h, fmt, 64, act_order=True, static_groups=True)
+        assert torch.equal(q, q1) and torch.equal(info["quantized"].codes, info1["quantized"].codes)
+        assert torch.equal(info["quantized"].scales, info1["quantized"].scales)
+        assert info["loss"] == pytest.approx(info1["loss"], rel=1e-6)
+        assert torch.equal(info["quantized"].dequantize()[:, :q.shape[1]], q)
+
+
+def test_stacked_errors():
+    from sw.eval.gptq import gptq_stacked
+    with pytest.raises(ValueError, match=r"^ws is empty: give at least one \[out, in\] weight$"):
+        gptq_stacked([], torch.eye(4), "int4")
+    with pytest.raises(ValueError, match=r"^ws\[1\] must be a 2-d \[out, 4\] tensor like ws\[0\]$"):
+        gptq_stacked([torch.zeros(2, 4), torch.zeros(2, 5)], torch.eye(4), "int4")

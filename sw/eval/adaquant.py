@@ -260,6 +260,8 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
         for blk in walk_blocks(model, ids, mode, seq_len, tokens):
             mods = block_linears(blk.block)
             hessians: dict = {}        # GPTQ: linears that read the same input (q/k/v, gate/up) share one
+            stacked = _gptq_block(blk, mods, plan, settings, group_size, scale_format,
+                                  keep if skip_first else None, hessians) if method == "gptq" else {}
             for local, full in blk.names.items():
                 f = plan.get(full)
                 if f is None:
@@ -272,7 +274,8 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
                 res = _calibrate_one(full, lin, x, y, f, method, group_size, scale_format, steps, batch_tokens,
                                      lr_w, lr_s, learn_scale, learn_bias, bias_correct_after, seed,
                                      keep if skip_first else None, max_move,
-                                     gptq=settings if method == "gptq" else None, hessians=hessians)
+                                     gptq=settings if method == "gptq" else None, hessians=hessians,
+                                     pre=stacked.get(full))
                 res.seconds = time.perf_counter() - t1
                 cal.layers[full] = res
                 bar.update(1)
@@ -284,25 +287,59 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
     return cal
 
 
+def _input_key(x: torch.Tensor) -> tuple:
+    return (x.data_ptr(), tuple(x.shape), tuple(x.stride()))
+
+
+def _hessian(x: torch.Tensor, keep, hessians: dict | None):
+    """GPTQ's Hessian of input ``x`` (rows ``keep``), from ``hessians`` when a linear that reads the same
+    tensor already built it."""
+    from .gptq import Hessian
+    key = _input_key(x)
+    hs = None if hessians is None else hessians.get(key)
+    if hs is None:
+        hs = Hessian(x.shape[1])
+        hs.add(x if keep is None else x[keep])
+        if hessians is not None:
+            hessians[key] = hs
+    return hs
+
+
+def _gptq_block(blk, mods, plan, settings, group_size, scale_format, keep, hessians) -> dict:
+    """GPTQ of a block's linears that share an input and a format in one column loop
+    (:func:`sw.eval.gptq.gptq_stacked`): ``{full name: (q, info)}`` for those groups of two or more."""
+    from .gptq import gptq_stacked
+    groups: dict = {}
+    for local, full in blk.names.items():
+        f = plan.get(full)
+        if f is not None:
+            groups.setdefault((_input_key(blk.x[full]), f), []).append((local, full))
+    out = {}
+    for (_, f), members in groups.items():
+        if len(members) < 2:
+            continue
+        hs = _hessian(blk.x[members[0][1]], keep, hessians)
+        res = gptq_stacked([mods[loc].weight.detach() for loc, _ in members], hs.value(), f, group_size,
+                           scale_format=scale_format, act_order=settings["act_order"],
+                           static_groups=settings["static_groups"], damp=settings["damp"], block=settings["block"])
+        out.update({full: r for (_, full), r in zip(members, res)})
+    return out
+
+
 def _calibrate_one(name, lin, x, y, fmt, method, group_size, scale_format, steps, batch_tokens, lr_w, lr_s,
                    learn_scale, learn_bias, bias_correct_after, seed, keep=None, max_move=None,
-                   gptq: dict | None = None, hessians: dict | None = None) -> LayerResult:
+                   gptq: dict | None = None, hessians: dict | None = None, pre=None) -> LayerResult:
     """One linear; ``keep`` (bool per row of ``x``) selects the rows of the AdaQuant loss and of
     GPTQ's Hessian (bias statistics always use every row). ``hessians``: GPTQ's Hessians by input
-    (storage, shape), shared by the linears that read the same tensor."""
+    (storage, shape), shared by the linears that read the same tensor; ``pre``: GPTQ's ``(q, info)`` for
+    this linear when :func:`_gptq_block` already ran it with its siblings."""
     b = None if lin.bias is None else lin.bias.detach()
     if method == "gptq":
-        from .gptq import Hessian, gptq_quantize, group_quantize
-        key = (x.data_ptr(), tuple(x.shape), tuple(x.stride()))
-        hs = None if hessians is None else hessians.get(key)
-        if hs is None:
-            hs = Hessian(x.shape[1])
-            hs.add(x if keep is None else x[keep])
-            if hessians is not None:
-                hessians[key] = hs
-        w, info = gptq_quantize(lin.weight.detach(), hs.value(), fmt, group_size, scale_format=scale_format,
-                                act_order=gptq["act_order"], static_groups=gptq["static_groups"],
-                                damp=gptq["damp"], block=gptq["block"])
+        from .gptq import gptq_quantize, group_quantize
+        hs = _hessian(x, keep, hessians)
+        w, info = pre if pre is not None else gptq_quantize(
+            lin.weight.detach(), hs.value(), fmt, group_size, scale_format=scale_format,
+            act_order=gptq["act_order"], static_groups=gptq["static_groups"], damp=gptq["damp"], block=gptq["block"])
         qt = info["quantized"]
         if gptq.get("refit"):
             from .scale_refit import refit_scales

@@ -32,7 +32,7 @@ import sw
 from sw import group_formats as GF
 from sw.chunks import torch_threads
 
-__all__ = ["Hessian", "gptq_quantize", "group_quantize"]
+__all__ = ["Hessian", "gptq_quantize", "gptq_stacked", "group_quantize"]
 
 
 class Hessian:
@@ -108,7 +108,7 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, fmt: str, group_size: int | 
     and ``info`` = ``{"loss"`` (GPTQ's ``sum (w - q)^2 / diag(H^-1)^2 / 2``), ``"dead"`` (input columns
     with ``H_jj = 0``, set to 0 as GPTQ does), ``"damp"`` (the damping added), ``"quantized"`` (the
     :class:`sw.QuantizedTensor`, padded to whole groups: codes and the metadata they were chosen
-    under; its first ``in`` columns dequantize to ``q``)}. ``static_groups``
+    under; its first ``in`` columns dequantize to ``q``), ``"rows_loss"`` (the loss per output row)}. ``static_groups``
     defaults to ``act_order``. ``dtype``: the arithmetic (float32; float64 for reference checks).
     """
     _check(w, h, damp, block)
@@ -181,5 +181,43 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, fmt: str, group_size: int | 
                 fields[f] = torch.cat([getattr(m, f) for m in meta], -1)
     quantized = dataclasses.replace(rtn, **fields)
     return Q[:, inv].float(), {"loss": float(loss.sum()), "dead": int(dead.sum()), "damp": lam,
-                               "quantized": quantized}
+                               "quantized": quantized, "rows_loss": loss}
 
+
+def rows_of(qt, a: int, b: int):
+    """Rows ``a:b`` of a 2-d ``[out, in]`` QuantizedTensor whose metadata is per row (every format
+    but NVFP4, whose tensor scale belongs to the whole tensor)."""
+    if qt.tensor_scale is not None:
+        raise ValueError(f"{qt.format}: a tensor-wide scale cannot be split by rows")
+    fields = {"codes": qt.codes[a:b], "scales": qt.scales[a:b]}
+    for f in ("selectors", "zero_points"):
+        if getattr(qt, f) is not None:
+            fields[f] = getattr(qt, f)[a:b]
+    return dataclasses.replace(qt, **fields)
+
+
+def gptq_stacked(ws: list[torch.Tensor], h: torch.Tensor, fmt: str, group_size: int | None = 128,
+                 **kw) -> list[tuple[torch.Tensor, dict]]:
+    """:func:`gptq_quantize` of several weights that read the same input (a Llama block's q/k/v, or
+    gate/up) in one column loop over their rows stacked: GPTQ treats rows independently under one
+    Hessian and one column order, so each result is what its own call would give (up to the
+    summation order of the lazy-batch product), with a third to a half fewer loop iterations per
+    block. Formats with a tensor-wide scale (NVFP4) are quantized one weight at a time. Returns one
+    ``(q, info)`` per weight, ``info["loss"]`` its own."""
+    if not ws:
+        raise ValueError("ws is empty: give at least one [out, in] weight")
+    gf = GF.find(fmt)
+    if len(ws) == 1 or (gf is not None and gf.family == "nvfp4"):
+        return [gptq_quantize(w, h, fmt, group_size, **kw) for w in ws]
+    bad = [i for i, w in enumerate(ws) if not isinstance(w, torch.Tensor) or w.dim() != 2 or w.shape[1] != ws[0].shape[1]]
+    if bad:
+        raise ValueError(f"ws[{bad[0]}] must be a 2-d [out, {ws[0].shape[1]}] tensor like ws[0]")
+    q, info = gptq_quantize(torch.cat([w.detach() for w in ws]), h, fmt, group_size, **kw)
+    out, a = [], 0
+    for w in ws:
+        b = a + w.shape[0]
+        out.append((q[a:b].contiguous(), {"loss": float(info["rows_loss"][a:b].sum()), "dead": info["dead"],
+                                          "damp": info["damp"], "quantized": rows_of(info["quantized"], a, b),
+                                          "rows_loss": info["rows_loss"][a:b]}))
+        a = b
+    return out
