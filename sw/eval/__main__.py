@@ -17,11 +17,11 @@ presets (perplexity on the start of the gensim Wikipedia text, non-overlapping 2
   smoke  {PRESETS['smoke'].eval_windows} windows x {PRESETS['smoke'].window} tokens, calibration {PRESETS['smoke'].calib_tokens}: a wiring check of
          every section (with --tiny: a random tiny Llama, ~20 s)
   quick  {PRESETS['quick'].eval_windows} window = {PRESETS['quick'].eval_tokens} tokens, calibration {PRESETS['quick'].calib_tokens}; ExMy at 4 and 6
-         bits, g128 only; AdaQuant on int4 sequential, GPTQ + scale refit on bitmod4 and bitmod3, one
+         bits, g128 only; AdaQuant on int4 sequential, GPTQ act-order on bitmod4, one
          calibration slice; a smaller QAT and IP run
   full   {PRESETS['full'].eval_windows} windows = {PRESETS['full'].eval_tokens} tokens, calibration {PRESETS['full'].calib_tokens}; act/KV on 4 windows, ExMy
          PPL on 1 window for both layouts, AdaQuant on int4 and bitmod3 over {PRESETS['full'].slices} calibration slices,
-         GPTQ on ten 4- and 3-bit formats over {PRESETS['full'].slices} slices, an 8-format IP, 60 QAT steps on
+         GPTQ act-order on int4_asym, bitmod4, bitmod3 over {PRESETS['full'].slices} slices, an 8-format IP, 60 QAT steps on
          {PRESETS['full'].slices} generated data sets
 
 sections, in report order: {', '.join(DEFAULT_SECTIONS)}
