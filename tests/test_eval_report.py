@@ -153,7 +153,12 @@ def test_set_overrides_a_sections_parameters(tmp_path, capsys):
     args = ["--tiny", "--out", str(tmp_path), "--no-progress", "--sections", "gptq", "--set", "gptq.slices=1",
             "--set", 'gptq.formats=["int4"]', "--set", 'gptq.variants=["GPTQ act-order"]']
     assert main(args) == 0
-    rows = json.loads((tmp_path / "eval.json").read_text())["sections"]["gptq"]["tables"][0]["rows"]
+    doc = json.loads((tmp_path / "eval.json").read_text())
+    rows = doc["sections"]["gptq"]["tables"][0]["rows"]
+    assert doc["environment"]["overrides"] == {"gptq": {"slices": 1, "formats": ["int4"],
+                                                        "variants": ["GPTQ act-order"]}}
+    assert ('Overrides (`--set`): `gptq.slices=1`, `gptq.formats=["int4"]`, `gptq.variants=["GPTQ act-order"]`.'
+            in (tmp_path / "eval.md").read_text())
     assert [(r[0], r[1]) for r in rows] == [("int4", "RTN"), ("int4", "GPTQ act-order")]
     assert main(args[:-2] + ["--set", "gptq.bogus=1"]) == 1           # the section records the error
     doc = json.loads((tmp_path / "eval.json").read_text())

@@ -75,7 +75,7 @@ def environment(ctx: EvalContext) -> dict:
     r = ctx.reference
     return {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
             "cpus": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(), "versions": versions,
-            "preset": asdict(ctx.preset), "seed": ctx.seed, "tiny": ctx.tiny,
+            "preset": asdict(ctx.preset), "seed": ctx.seed, "tiny": ctx.tiny, "overrides": ctx.params,
             "protocol": {"window": r["window"], "stride": r["stride"], "windows": r["windows"],
                          "tokens": r["tokens"], "eval_tokens": int(ctx.eval_ids.shape[1]),
                          "calib_tokens": int(ctx.calib_ids.shape[1]),
@@ -170,6 +170,9 @@ def render_markdown(env: dict, sections: list[Section], total: float) -> str:
            f"{pr['calib_tokens']} tokens; validation slice {pr.get('val_tokens', 0)} tokens. {env['date']}, Python {env['python']}, {env['cpus']} CPUs, "
            f"torch threads {env['torch_threads']}.", "",
            "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) + "."]
+    if env.get("overrides"):
+        out += ["", "Overrides (`--set`): " + ", ".join(
+            f"`{sec}.{k}={json.dumps(val)}`" for sec, kv in env["overrides"].items() for k, val in kv.items()) + "."]
     for s in sections:
         out += ["", f"## {s.title} (`{s.key}`)", ""]
         if s.text:
