@@ -35,6 +35,17 @@ from sw.chunks import torch_threads
 __all__ = ["Hessian", "gptq_quantize", "gptq_stacked", "group_quantize"]
 
 
+def xty(x: torch.Tensor, y: torch.Tensor, rows: int = 2048) -> torch.Tensor:
+    """``x^T y`` (``[n, a]``, ``[n, b]`` -> ``[a, b]``) in float64: float32 products in blocks of ``rows``
+    rows (BLAS speed), summed in float64; a float64 input keeps the whole product in float64."""
+    dt = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
+    x, y = x.to(dt), y.to(dt)
+    acc = torch.zeros(x.shape[1], y.shape[1], dtype=torch.float64)
+    for a in range(0, x.shape[0], rows):
+        acc += (x[a:a + rows].t() @ y[a:a + rows]).double()
+    return acc
+
+
 class Hessian:
     """Running ``H = 2 X^T X / n`` over batches of layer inputs: the products of float32 inputs in
     float32 blocks of :data:`ROWS` rows (BLAS speed; float64 inputs stay float64), summed in float64."""
@@ -53,11 +64,7 @@ class Hessian:
         if x.shape[-1] != self.h.shape[0]:
             raise ValueError(f"x has {x.shape[-1]} features, the Hessian {self.h.shape[0]}")
         x = x.reshape(-1, x.shape[-1])
-        if x.dtype != torch.float64:
-            x = x.float()
-        for a in range(0, x.shape[0], self.ROWS):
-            xb = x[a:a + self.ROWS]
-            self.h += (xb.t() @ xb).double()
+        self.h += xty(x, x, self.ROWS)
         self.n += x.shape[0]
 
     @property

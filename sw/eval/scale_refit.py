@@ -18,6 +18,8 @@ import torch
 from sw.formats import get_scale_format
 from sw.quantized import QuantizedTensor, variant_luts
 
+from .gptq import xty
+
 __all__ = ["unscaled_values", "refit_scales"]
 
 
@@ -42,17 +44,6 @@ def unscaled_values(qt: QuantizedTensor) -> torch.Tensor:
     return u
 
 
-def _xty(x: torch.Tensor, y: torch.Tensor, rows: int = 2048) -> torch.Tensor:
-    """``x^T y`` in float64: float32 products in blocks of ``rows`` rows (as the GPTQ Hessian), summed in
-    float64; float64 inputs stay float64."""
-    dt = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
-    x, y = x.to(dt), y.to(dt)
-    acc = torch.zeros(x.shape[1], y.shape[1], dtype=torch.float64)
-    for a in range(0, x.shape[0], rows):
-        acc += (x[a:a + rows].t() @ y[a:a + rows]).double()
-    return acc
-
-
 def refit_scales(qt: QuantizedTensor, x: torch.Tensor, y: torch.Tensor, *,
                  ridge: float = 1e-9, xtx: torch.Tensor | None = None) -> tuple[QuantizedTensor, dict]:
     """``qt`` with each output row's group scales re-fitted to ``min ||x Q^T - y||^2`` (see the module).
@@ -74,9 +65,9 @@ def refit_scales(qt: QuantizedTensor, x: torch.Tensor, y: torch.Tensor, *,
     if xtx is not None and tuple(xtx.shape) != (k, k):
         raise ValueError(f"xtx must be [{k}, {k}] (x^T x), got {tuple(xtx.shape)}")
     H = torch.zeros(kp, kp, dtype=torch.float64)
-    H[:k, :k] = _xty(x, x) if xtx is None else xtx
+    H[:k, :k] = xty(x, x) if xtx is None else xtx
     C = torch.zeros(kp, out, dtype=torch.float64)
-    C[:k] = _xty(x, y)
+    C[:k] = xty(x, y)
     yd = y.double()
     U = u.reshape(out, G, g)
     M = torch.einsum("rga,gahb,rhb->rgh", U, H.reshape(G, g, G, g), U)           # [out, G, G]
