@@ -324,6 +324,43 @@ def test_gptq_calibration_stacks_the_linears_that_share_an_input(monkeypatch):
         assert torch.equal(r.qtensor.codes, cal1.layers[n].qtensor.codes), n
 
 
+def test_gptq_true_sequential_quantizes_each_run_on_the_inputs_the_quantized_runs_before_it_give():
+    """true_sequential: q/k/v as without it; o, gate/up and down of block 0 each GPTQ-rounded on the
+    inputs the model gives with block 0's earlier linears already at their calibrated weights
+    (captured here by a plain forward pass)."""
+    from sw.eval.capture import calib_batch
+    from sw.eval.gptq import Hessian, gptq_quantize
+    model = tiny_llama(0)
+    ids = _ids()
+    kw = dict(method="gptq", mode="sequential", group_size=32, seq_len=64, progress=False)
+    base = calibrate(model, ids, "int4_asym", **kw)
+    ts = calibrate(model, ids, "int4_asym", true_sequential=True, **kw)
+    assert ts.settings["true_sequential"] is True and base.settings["true_sequential"] is False
+    lin = decoder_linears(model)
+    b0 = [f"model.layers.0.{s}" for s in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                          "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")]
+    assert all(torch.equal(ts.layers[n].weight, base.layers[n].weight) for n in b0[:3])
+    assert not torch.equal(ts.layers[b0[3]].weight, base.layers[b0[3]].weight)
+    for k, earlier in ((3, 3), (4, 4), (5, 4), (6, 6)):
+        name = b0[k]
+        got = []
+        hook = lin[name].register_forward_hook(lambda mod, a, o: got.append(a[0].reshape(-1, a[0].shape[-1])))
+        with weights_restored(model), torch.no_grad():
+            for n in b0[:earlier]:
+                lin[n].weight.copy_(ts.layers[n].weight)
+            model(input_ids=calib_batch(ids, 64), use_cache=False)
+        hook.remove()
+        hs = Hessian(got[0].shape[1])
+        hs.add(got[0])
+        w, _ = gptq_quantize(lin[name].weight.detach(), hs.value(), "int4_asym", 32, act_order=True)
+        assert torch.equal(ts.layers[name].weight, w), name
+    with pytest.raises(ValueError, match=r"^true_sequential=True needs mode='sequential', got mode='parallel'$"):
+        calibrate(model, ids, "int4_asym", method="gptq", mode="parallel", true_sequential=True, seq_len=64,
+                  progress=False)
+    with pytest.raises(ValueError, match=r"^true_sequential=1 must be a bool$"):
+        calibrate(model, ids, "int4_asym", true_sequential=1, seq_len=64, progress=False)
+
+
 def test_recovered_fraction():
     assert recovered_fraction(30.0, 26.0, 18.0) == pytest.approx(1 / 3)
     assert recovered_fraction(20.0, 19.0, 20.0) is None

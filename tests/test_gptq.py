@@ -148,6 +148,21 @@ def test_section_on_the_tiny_context(tmp_path):
     assert act["per_slice"][0]["ppl"] != act["per_slice"][1]["ppl"]     # really another calibration text
 
 
+def test_every_variant_runs_and_is_recorded_in_the_calibration_settings():
+    from sw.eval.adaquant import calibrate
+    from sw.eval.gptq_eval import VARIANTS
+    from sw.eval.models import tiny_llama
+    model = tiny_llama(0)
+    ids = torch.randint(0, 256, (1, 128), generator=torch.Generator().manual_seed(0))
+    for label, kw in VARIANTS.items():
+        cal = calibrate(model, ids, "bitmod3", method="gptq", mode="sequential", group_size=32, seq_len=64,
+                        progress=False, **kw)
+        assert len(cal.layers) == 14, label
+        want = {"act_order": kw["act_order"], "static_groups": kw["static_groups"],
+                "refit": kw.get("gptq_refit", False), "true_sequential": kw.get("true_sequential", False)}
+        assert {k: cal.settings[k] for k in want} == want, label
+
+
 def test_targets_arithmetic():
     from sw.eval.gptq_eval import targets
     runs = {"int4": {"RTN": {"ppl": 30.0}, "GPTQ act-order": {"ppl": 27.0}},

@@ -220,7 +220,7 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
               learn_bias: bool = False, bias_correct_after: bool = False, skip_first: int = 0, seed: int = 0,
               max_move: float | None = None, act_order: bool = True, static_groups: bool | None = None,
               damp: float = 0.01, gptq_block: int = 128, gptq_refit: bool = False,
-              progress: bool = True) -> Calibration:
+              true_sequential: bool = False, progress: bool = True) -> Calibration:
     """Calibrate every decoder linear of ``model`` on ``ids`` (``[1, N]``; ``tokens`` caps N).
 
     ``fmt``: one format for all linears, or a mapping linear name -> format (None = stays float).
@@ -229,6 +229,10 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
     Hessian of the layer's calibration inputs, with ``act_order``, ``static_groups``, ``damp`` and
     ``gptq_block``; ``gptq_refit``: then the group scales re-fitted to the float outputs with the codes
     fixed, :func:`sw.eval.scale_refit.refit_scales`). ``mode``: ``parallel`` or ``sequential`` capture.
+    ``true_sequential`` (``mode="sequential"`` only; GPTQ's option of that name): inside a block the
+    linears are calibrated in forward order, in runs that read one input (q/k/v, o, gate/up, down), and
+    each run's inputs are re-captured with the runs before it already quantized; without it every
+    linear of a block sees the inputs the block's float weights give.
     ``skip_first``: leave the first ``skip_first`` positions of every calibration sequence out of the
     AdaQuant loss (bias statistics use every position). Position 0 is the attention sink of a Llama-style model: its
     activations are orders of magnitude larger than the rest, so it dominates a plain output MSE.
@@ -239,13 +243,17 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
     if method not in METHODS:
         raise ValueError(f"method={method!r} must be one of {', '.join(METHODS)}")
     _check_mode(mode)
+    if not isinstance(true_sequential, bool):
+        raise ValueError(f"true_sequential={true_sequential!r} must be a bool")
+    if true_sequential and mode != "sequential":
+        raise ValueError(f"true_sequential=True needs mode='sequential', got mode={mode!r}")
     plan = _plan(model, fmt)
     if isinstance(skip_first, bool) or not isinstance(skip_first, int) or not 0 <= skip_first < seq_len:
         raise ValueError(f"skip_first={skip_first!r} must be an int in [0, seq_len={seq_len})")
     n_tok = int(calib_batch(ids, seq_len, tokens).numel())
     keep = (torch.arange(n_tok) % seq_len) >= skip_first
     settings = dict(group_size=group_size, scale_format=scale_format, seq_len=seq_len, tokens=n_tok,
-                    skip_first=skip_first, seed=seed)
+                    skip_first=skip_first, seed=seed, true_sequential=true_sequential)
     if method == "gptq":
         settings.update(act_order=act_order, static_groups=static_groups, damp=damp, block=gptq_block,
                         refit=gptq_refit)
@@ -259,27 +267,32 @@ def calibrate(model: nn.Module, ids: torch.Tensor, fmt: str | Mapping[str, str |
     with _structure_restored(model):
         for blk in walk_blocks(model, ids, mode, seq_len, tokens):
             mods = block_linears(blk.block)
-            hessians: dict = {}        # GPTQ: linears that read the same input (q/k/v, gate/up) share one
-            stacked = _gptq_block(blk, mods, plan, settings, group_size, scale_format,
-                                  keep if skip_first else None, hessians) if method == "gptq" else {}
-            for local, full in blk.names.items():
-                f = plan.get(full)
-                if f is None:
-                    continue
-                lin = mods[local]
-                t1 = time.perf_counter()
-                x, x_fp = blk.x[full], blk.x_float[full]
-                with torch.no_grad():
-                    y = F.linear(x_fp, lin.weight, lin.bias)
-                res = _calibrate_one(full, lin, x, y, f, method, group_size, scale_format, steps, batch_tokens,
-                                     lr_w, lr_s, learn_scale, learn_bias, bias_correct_after, seed,
-                                     keep if skip_first else None, max_move,
-                                     gptq=settings if method == "gptq" else None, hessians=hessians,
-                                     pre=stacked.get(full))
-                res.seconds = time.perf_counter() - t1
-                cal.layers[full] = res
-                bar.update(1)
-                bar.set_postfix_str(f"{full.split('layers.')[-1]} mse x{res.ratio:.3f}")
+            xs = blk.x
+            for k, stage in enumerate(_stages(blk) if true_sequential else [list(blk.names.items())]):
+                if k:                  # true-sequential: this run's inputs with the runs before it quantized
+                    _load_block(blk, cal)
+                    xs = blk.recapture()
+                hessians: dict = {}    # GPTQ: linears that read the same input (q/k/v, gate/up) share one
+                stacked = _gptq_block(stage, xs, mods, plan, settings, group_size, scale_format,
+                                      keep if skip_first else None, hessians) if method == "gptq" else {}
+                for local, full in stage:
+                    f = plan.get(full)
+                    if f is None:
+                        continue
+                    lin = mods[local]
+                    t1 = time.perf_counter()
+                    x, x_fp = xs[full], blk.x_float[full]
+                    with torch.no_grad():
+                        y = F.linear(x_fp, lin.weight, lin.bias)
+                    res = _calibrate_one(full, lin, x, y, f, method, group_size, scale_format, steps, batch_tokens,
+                                         lr_w, lr_s, learn_scale, learn_bias, bias_correct_after, seed,
+                                         keep if skip_first else None, max_move,
+                                         gptq=settings if method == "gptq" else None, hessians=hessians,
+                                         pre=stacked.get(full))
+                    res.seconds = time.perf_counter() - t1
+                    cal.layers[full] = res
+                    bar.update(1)
+                    bar.set_postfix_str(f"{full.split('layers.')[-1]} mse x{res.ratio:.3f}")
             if mode == "sequential":   # the quantized stream runs through this block's deployed weights
                 _load_block(blk, cal)
     bar.close()
@@ -305,20 +318,35 @@ def _hessian(x: torch.Tensor, keep, hessians: dict | None):
     return hs
 
 
-def _gptq_block(blk, mods, plan, settings, group_size, scale_format, keep, hessians) -> dict:
-    """GPTQ of a block's linears that share an input and a format in one column loop
-    (:func:`sw.eval.gptq.gptq_stacked`): ``{full name: (q, info)}`` for those groups of two or more."""
+def _stages(blk: BlockInputs) -> list[list[tuple[str, str]]]:
+    """A block's ``(local, full)`` linear names in forward order, cut into runs that read one input
+    tensor (a Llama block: q/k/v, o, gate/up, down)."""
+    out: list[list[tuple[str, str]]] = []
+    last = None
+    for local, full in blk.names.items():
+        key = _input_key(blk.x[full])
+        if key != last:
+            out.append([])
+            last = key
+        out[-1].append((local, full))
+    return out
+
+
+def _gptq_block(linears, xs, mods, plan, settings, group_size, scale_format, keep, hessians) -> dict:
+    """GPTQ of the ``(local, full)`` ``linears`` (inputs ``xs`` by full name) that share an input and a
+    format, in one column loop (:func:`sw.eval.gptq.gptq_stacked`): ``{full name: (q, info)}`` for those
+    groups of two or more."""
     from .gptq import gptq_stacked
     groups: dict = {}
-    for local, full in blk.names.items():
+    for local, full in linears:
         f = plan.get(full)
         if f is not None:
-            groups.setdefault((_input_key(blk.x[full]), f), []).append((local, full))
+            groups.setdefault((_input_key(xs[full]), f), []).append((local, full))
     out = {}
     for (_, f), members in groups.items():
         if len(members) < 2:
             continue
-        hs = _hessian(blk.x[members[0][1]], keep, hessians)
+        hs = _hessian(xs[members[0][1]], keep, hessians)
         res = gptq_stacked([mods[loc].weight.detach() for loc, _ in members], hs.value(), f, group_size,
                            scale_format=scale_format, act_order=settings["act_order"],
                            static_groups=settings["static_groups"], damp=settings["damp"], block=settings["block"])

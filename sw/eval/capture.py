@@ -2,13 +2,14 @@
 
 Capture modes (:func:`walk_blocks`): ``parallel`` -- every layer's inputs come from the float model;
 ``sequential`` -- the inputs come from the model whose preceding *blocks* are already quantized
-(re-captured block by block; inside a block every linear sees its block's float-weight inputs).
+(re-captured block by block; inside a block every linear sees its block's float-weight inputs,
+unless the caller re-captures the block after quantizing its earlier linears: ``BlockInputs.recapture``).
 The target is always the float layer's output on the float model's inputs, so a sequential layer
 also learns to compensate the error of the layers before it (CalibTIP's choice).
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -95,12 +96,16 @@ def run_block(block: nn.Module, h: torch.Tensor, kwargs: dict, capture: bool = T
 class BlockInputs:
     """What :func:`walk_blocks` yields for block ``index``: its linears (full names), the float
     model's inputs ``x_float`` (targets are computed from them) and the inputs ``x`` the calibration
-    uses (equal to ``x_float`` in parallel mode), both by full linear name."""
+    uses (equal to ``x_float`` in parallel mode), both by full linear name. ``recapture()`` runs the
+    block again on the hidden states ``x`` came from, with the block's weights as they are now, and
+    returns its linears' inputs by full name (GPTQ's true-sequential order: a linear sees the block's
+    earlier linears already quantized)."""
     index: int
     block: nn.Module
     names: dict[str, str]              # local name -> full name
     x_float: dict[str, torch.Tensor]
     x: dict[str, torch.Tensor]
+    recapture: Callable[[], dict[str, torch.Tensor]]
 
 
 def walk_blocks(model: nn.Module, ids: torch.Tensor, mode: str = "parallel", seq_len: int = 512,
@@ -123,9 +128,12 @@ def walk_blocks(model: nn.Module, ids: torch.Tensor, mode: str = "parallel", seq
         names = {n: f"{prefix}.{i}.{n}" for n in local}
         nxt_fp, x_fp = run_block(blk, h_fp, kw)
         x_fp = {names[n]: v for n, v in x_fp.items()}
-        x_used = x_fp if (mode == "parallel" or i == 0) else \
-            {names[n]: v for n, v in run_block(blk, h_q, kw)[1].items()}
-        yield BlockInputs(i, blk, names, x_fp, x_used)
+        h_in = h_fp if (mode == "parallel" or i == 0) else h_q
+
+        def recapture(blk=blk, h_in=h_in, names=names) -> dict[str, torch.Tensor]:
+            return {names[n]: v for n, v in run_block(blk, h_in, kw)[1].items()}
+        x_used = x_fp if h_in is h_fp else recapture()
+        yield BlockInputs(i, blk, names, x_fp, x_used, recapture)
         if mode == "sequential":
             h_q = run_block(blk, h_q, kw, capture=False)[0]
         h_fp = nxt_fp

@@ -4,10 +4,12 @@ Every decoder linear is rounded by :func:`sw.eval.gptq.gptq_quantize` through
 :func:`sw.eval.adaquant.calibrate` (``method="gptq"``): sequential capture (a block's inputs come
 from the model whose preceding blocks are already GPTQ-quantized), calibration sequences from the
 calibration slice, every position in the Hessian (the attention sink included: left out, it made
-int4_asym worse than RTN on SmolLM2, 30.66 against 28.26; kept, 26.69). Two variants per format:
-act-order with static groups (RTN's group metadata, the columns in order of decreasing Hessian
-diagonal), and, for the BitMoD formats, natural order with each group's metadata (scale and
-BitMoD variant) chosen inside the column loop from the error-fed weights.
+int4_asym worse than RTN on SmolLM2, 30.66 against 28.26; kept, 26.69). The variants (``VARIANTS``;
+a preset names the ones it runs): act-order with static groups (RTN's group metadata, the columns in
+order of decreasing Hessian diagonal), the same true-sequential (each linear of a block rounded on the
+inputs the block's already-quantized earlier linears give), the same followed by the scale refit, and,
+for the BitMoD formats, natural order with each group's metadata (scale and BitMoD variant) chosen
+inside the column loop from the error-fed weights.
 
 Targets (issue: accuracy): GPTQ below RTN for every format at W4 and W3; the best W4 result at
 about 4.15 bits/weight within +12% of the float reference, the best W3 within +60%.
@@ -26,6 +28,7 @@ __all__ = ["PRESETS", "VARIANTS", "section"]
 #: label -> calibrate() options of each GPTQ variant
 VARIANTS = {
     "GPTQ act-order": dict(act_order=True, static_groups=True),
+    "GPTQ act-order, true-sequential": dict(act_order=True, static_groups=True, true_sequential=True),
     "GPTQ act-order + scale refit": dict(act_order=True, static_groups=True, gptq_refit=True),
     "GPTQ in-loop groups": dict(act_order=False, static_groups=False),
 }
@@ -135,7 +138,10 @@ def _text(ctx: EvalContext, p: dict, reference: dict, tg: dict, formats: dict, n
         f"outputs of the GPTQ-quantized blocks before it). `GPTQ act-order`: columns by decreasing "
         f"diag(H), each group's metadata (scale, zero point, BitMoD variant) RTN's; `GPTQ in-loop groups`: "
         f"natural order, each group's metadata chosen when the loop reaches it, from the error-fed weights "
-        f"(BitMoD chooses its variant there). Deployed weights are real `sw.QuantizedTensor`s.",
+        f"(BitMoD chooses its variant there); `true-sequential`: inside a block, o, gate/up and down each "
+        f"rounded on the inputs the block gives with its earlier linears already quantized (otherwise every "
+        f"linear of a block sees the inputs of the block's float weights). Deployed weights are real "
+        f"`sw.QuantizedTensor`s.",
         f"Perplexity: {reference['windows']} windows of {reference['window']} tokens of the evaluation slice; "
         f"float reference {reference['ppl']:.3f}.",
     ]
