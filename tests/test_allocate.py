@@ -254,6 +254,34 @@ def test_section_on_tiny_context(tiny_ctx):
         assert lp["stop"]
 
 
+@pytest.mark.slow
+def test_the_pick_gptq_rounded_on_request(tiny_ctx):
+    """params gptq=[budget]: the closed loop's pick at that budget GPTQ-rounded over the calibration slices,
+    slice 0's perplexity that of a direct calibrate() of the pick's layer formats; bad budgets and keys are
+    refused before any measurement, naming them."""
+    from sw.eval.adaquant import _ppl_loaded, calibrate
+    from sw.eval.gptq_eval import PRESETS as GP
+    ctx = tiny_ctx
+    sec = A.section(ctx, params={"gptq": ["bits = uniform bitmod4"]})
+    assert len(sec.tables) == 4 and [row[0] for row in sec.tables[3].rows] == ["bits = uniform bitmod4"]
+    lp = next(r for r in sec.data["runs"] if r["kind"] == "bits = uniform bitmod4")["loop"]
+    assert all("gptq" not in r.get("loop", {}) for r in sec.data["runs"] if r["kind"] != "bits = uniform bitmod4")
+    g = lp["gptq"]
+    assert [x["slice"] for x in g["per_slice"]] == [0, 1] and "The pick, GPTQ-rounded" in sec.text
+    assert sorted(set(lp["layer_formats"].values()) - {None}) == sorted(lp["counts"])
+    gp = GP["smoke"]
+    cal = calibrate(ctx.model, ctx.calib_slice(0), lp["layer_formats"], method="gptq", mode="sequential",
+                    group_size=128, seq_len=gp["seq_len"], tokens=gp["calib_tokens"], damp=gp["damp"],
+                    gptq_block=gp["block"], act_order=True, static_groups=True, seed=ctx.seed, progress=False)
+    assert _ppl_loaded(ctx, cal)["ppl"] == g["per_slice"][0]["ppl"]
+    with pytest.raises(ValueError, match=r"^allocate.gptq: 'bits = 9' not among this preset's budgets "
+                                         r"'bits = uniform int3_asym', 'bits = uniform bitmod4', 'bits ≤ 5.0', "
+                                         r"'cycles ≤ 0.75× int4', 'bits ≤ 4.25 and cycles ≤ 0.9× int4'$"):
+        A.section(ctx, params={"gptq": ["bits = 9"]})
+    with pytest.raises(ValueError, match=r"^allocate section: unknown parameter\(s\) gptqq; known: "):
+        A.section(ctx, params={"gptqq": []})
+
+
 def test_reused_weights_give_the_spec_perplexity(tiny_ctx):
     from sw.eval.hooks import QuantSpec
     ctx = tiny_ctx

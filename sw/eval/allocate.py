@@ -27,24 +27,31 @@ from .sensitivity import EPS, GROUP_SIZE, layer_sensitivity
 if TYPE_CHECKING:
     from .context import Section
 
+#: per preset: the formats of the IP, the sensitivity tokens, the uniform baselines (each also a bits
+#: budget), more budgets (bits, cycles x uniform INT4, joint), the closed loop's iterations, and
+#: ``gptq``: the budgets (by their ``kind``, e.g. "bits = uniform bitmod4") whose closed-loop pick is then
+#: GPTQ-rounded (act-order, the gptq section's settings for the preset) and measured; none by default
+#: (each is a GPTQ calibration, ~7 min per slice on SmolLM2), ``--set 'allocate.gptq=[...]'`` asks.
 PRESETS: dict[str, dict] = {
     # tiny_llama, seconds: a few formats, a handful of budgets
     "smoke": {"formats": ["fp3", "int3_asym", "int4_asym", "bitmod4", "int8", "fp16"],
               "tokens": 128, "uniform": ["int3_asym", "bitmod4"],
-              "extra_bits": [5.0], "cycle_budgets": [0.75], "joint": [(4.25, 0.9)], "metric": "kl", "loop_iter": 3},
+              "extra_bits": [5.0], "cycle_budgets": [0.75], "joint": [(4.25, 0.9)], "metric": "kl", "loop_iter": 3,
+              "gptq": []},
     # SmolLM2, ~5 min idle: 6 engine formats (INT8 gives the IP somewhere to spend bits above FP6) on
     # 64 calibration tokens, 3 uniform baselines (3.x, 4.x and 6.x bits), 5 IP budgets with the closed loop;
     # quantized weights are kept from the sensitivity pass (~2.5 GB) and reused
     "quick": {"formats": ["fp3", "bitmod3", "int4_asym", "bitmod4", "fp6_e3m2", "int8"],
               "tokens": 64, "uniform": ["bitmod3", "bitmod4", "fp6_e3m2"],
               "extra_bits": [3.5], "cycle_budgets": [0.75], "joint": [], "reuse_quantized": True, "metric": "kl",
-              "eval_windows": None, "loop_iter": 3},
+              "eval_windows": None, "loop_iter": 3, "gptq": []},
     # SmolLM2: 8 engine formats on 128 tokens, 6 uniform baselines at their own bits, 3.5 bits, 0.75x INT4
     # cycles; the closed loop on 2 validation windows
     "full": {"formats": ["fp3", "int3_asym", "bitmod3", "int4_asym", "bitmod4", "fp6_e2m3", "fp6_e3m2", "int8"],
              "tokens": 128, "uniform": ["int3_asym", "bitmod3", "int4_asym", "bitmod4", "fp6_e3m2", "fp6_e2m3"],
              "extra_bits": [3.5], "cycle_budgets": [0.75], "joint": [],
-             "reuse_quantized": True, "metric": "kl", "eval_windows": 4, "loop_iter": 4, "val_windows": 2},
+             "reuse_quantized": True, "metric": "kl", "eval_windows": 4, "loop_iter": 4, "val_windows": 2,
+             "gptq": []},
 }
 
 def allocation_ppl(ctx, layer_formats: dict[str, str | None], store: dict | None = None,
@@ -111,14 +118,38 @@ def _plot(path: Path, points_ip: list[dict], points_uni: list[dict], xkey: str, 
     plt.close(fig)
 
 
-def section(ctx, preset: str | None = None) -> Section:
-    """IP format allocation: sensitivities, a budget sweep, perplexity of each allocation vs uniform formats."""
+def _budgets(P: dict, bits_of=lambda fmt: None, int4_cycles: float | None = None) -> list[dict]:
+    """The preset's budgets in report order: ``{"kind", "bits_budget", "cycles_budget"}`` (each uniform
+    format's own bits from ``bits_of``, extra bits, cycles as multiples of ``int4_cycles``, joint)."""
+    cyc = (lambda c: None) if int4_cycles is None else (lambda c: c * int4_cycles)
+    runs = [{"kind": "bits = uniform " + u, "bits_budget": bits_of(u), "cycles_budget": None} for u in P["uniform"]]
+    runs += [{"kind": f"bits ≤ {b}", "bits_budget": float(b), "cycles_budget": None} for b in P["extra_bits"]]
+    runs += [{"kind": f"cycles ≤ {c}× int4", "bits_budget": None, "cycles_budget": cyc(c)} for c in P["cycle_budgets"]]
+    runs += [{"kind": f"bits ≤ {b} and cycles ≤ {c}× int4", "bits_budget": float(b), "cycles_budget": cyc(c)}
+             for b, c in P["joint"]]
+    return runs
+
+
+def section(ctx, preset: str | None = None, params: dict | None = None) -> Section:
+    """IP format allocation: sensitivities, a budget sweep, perplexity of each allocation vs uniform
+    formats, the closed loop, and (``params["gptq"]``) the closed loop's pick GPTQ-rounded."""
     from .context import Section, Table
     t0 = time.perf_counter()
     pname = preset or ctx.preset.name
     if pname not in PRESETS:
         raise ValueError(f"preset={pname!r} is not one of {', '.join(PRESETS)}")
-    P = PRESETS[pname]
+    P = dict(PRESETS[pname])
+    if params:
+        unknown = sorted(set(params) - set(P))
+        if unknown:
+            raise ValueError(f"allocate section: unknown parameter(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(sorted(P))}")
+        P.update(params)
+    kinds = [r["kind"] for r in _budgets(P)]
+    bad = [k for k in P["gptq"] if k not in kinds]
+    if bad:
+        raise ValueError(f"allocate.gptq: {', '.join(map(repr, bad))} not among this preset's budgets "
+                         f"{', '.join(map(repr, kinds))}")
     formats = list(P["formats"])
     tokens = min(P["tokens"], int(ctx.calib_ids.shape[1]))
     win = P.get("eval_windows")
@@ -132,16 +163,7 @@ def section(ctx, preset: str | None = None) -> Section:
     int4_bits, int4_cyc = model_cost(pr.shapes, "int4")
 
     # budgets: each uniform format's own bits (the target), extra bits, cycles x int4, joint
-    runs: list[dict] = []
-    for u in P["uniform"]:
-        runs.append({"kind": "bits = uniform " + u, "bits_budget": model_cost(pr.shapes, u)[0], "cycles_budget": None})
-    for b in P["extra_bits"]:
-        runs.append({"kind": f"bits ≤ {b}", "bits_budget": float(b), "cycles_budget": None})
-    for c in P["cycle_budgets"]:
-        runs.append({"kind": f"cycles ≤ {c}× int4", "bits_budget": None, "cycles_budget": c * int4_cyc})
-    for b, c in P["joint"]:
-        runs.append({"kind": f"bits ≤ {b} and cycles ≤ {c}× int4", "bits_budget": float(b),
-                     "cycles_budget": c * int4_cyc})
+    runs = _budgets(P, lambda u: model_cost(pr.shapes, u)[0], int4_cyc)
     def plan(choice) -> dict[str, str | None]:
         return layer_formats(choice, pr.names, formats)
 
@@ -171,6 +193,7 @@ def section(ctx, preset: str | None = None) -> Section:
         return seen[key]
 
     solve_s = 0.0
+    picks: dict[str, np.ndarray] = {}      # budget kind -> the closed loop's pick (a format index per layer)
     for r in runs:
         try:
             ts = time.perf_counter()
@@ -188,6 +211,7 @@ def section(ctx, preset: str | None = None) -> Section:
         if "bits_per_weight" in res:
             r["measured_bits"] = res["bits_per_weight"]
         b = loop.best
+        picks[r["kind"]] = b.choice
         res = eval_ppl(b.choice)
         cands = [c for c in loop.candidates if c.kind == "uniform"]
         bu_val = min(cands, key=lambda c: c.measured, default=None)
@@ -197,6 +221,7 @@ def section(ctx, preset: str | None = None) -> Section:
         r["loop"] = {"pick": b.label, "kind": b.kind, "avg_bits": b.avg_bits, "cycles": b.cycles,
                      "counts": {formats[i]: int((b.choice == i).sum()) for i in range(len(formats))
                                 if (b.choice == i).any()},
+                     "layer_formats": plan(b.choice),
                      "val_delta_nll": b.measured, "ppl": res["ppl"], "delta_pct": res["delta_pct"],
                      "mixtures_measured": sum(c.kind == "ip" for c in loop.candidates), "stop": loop.stop,
                      "factors": {f: float(x) for f, x in zip(formats, loop.factors)},
@@ -209,6 +234,8 @@ def section(ctx, preset: str | None = None) -> Section:
     loop_s = time.perf_counter() - tl
     if store is not None:
         store.clear()
+    ref = ctx.reference_for(win)
+    gptq_rows = _gptq_picks(ctx, pname, P, runs, picks, plan, win, ref["ppl"])
     uni: list[dict] = []
     for u in P["uniform"]:
         bits, cyc = model_cost(pr.shapes, u)
@@ -218,7 +245,6 @@ def section(ctx, preset: str | None = None) -> Section:
                     "predicted": predicted, "measured_bits": res["bits_per_weight"],
                     "val_delta_nll": uni_val.get(u)})
 
-    ref = ctx.reference_for(win)
     rel = lambda c: None if c is None else c / int4_cyc   # noqa: E731
     table = Table(
         title=f"Open-loop IP allocations vs uniform formats ({len(pr.names)} linears, g{GROUP_SIZE}, "
@@ -340,5 +366,42 @@ def section(ctx, preset: str | None = None) -> Section:
             "area": area, "sensitivity_seconds": sens_s, "solve_seconds": solve_s, "loop_seconds": loop_s,
             "uniform_val_delta_nll": uni_val, "val_reference": val_ref,
             "bits": {f: hwcost.bits_per_weight(f) for f in formats}, "terms": {f: hwcost.terms(f) for f in formats}}
+    tables = [table, target, sens_table]
+    if gptq_rows:
+        tables.append(Table(
+            title="The closed loop's pick, GPTQ-rounded (act-order, static groups; mean over the calibration slices)",
+            columns=["budget", "pick", "mixture", "avg bits", "pick PPL (RTN)", "pick + GPTQ PPL (mean)",
+                     "mean (min..max)", "Δ vs float %", "calib s (all slices)"], rows=gptq_rows))
+        text += "\n\n" + (
+            "**The pick, GPTQ-rounded** (`--set 'allocate.gptq=[budget, ...]'`): every linear of the closed loop's "
+            "pick rounded by GPTQ act-order in its own format (the gptq section's settings, sequential capture), "
+            "which combines the allocator with error-aware rounding: " + "; ".join(
+                f"{r[0]}: {r[5]:.3f} ({r[7]:+.1f}% vs float) against the pick's RTN {r[4]:.3f}" for r in gptq_rows)
+            + ". A mixture at a 4-bit format's bits is not a 4-bit format: its layers take other formats' cycles.")
     return Section(key="allocate", title="Integer-program format allocation, open and closed loop", text=text,
-                   tables=[table, target, sens_table], plots=plots, data=data, seconds=time.perf_counter() - t0)
+                   tables=tables, plots=plots, data=data, seconds=time.perf_counter() - t0)
+
+
+def _gptq_picks(ctx, pname: str, P: dict, runs: list[dict], picks: dict, plan, win, ref_ppl: float) -> list[list]:
+    """GPTQ act-order on the closed loop's pick at each budget of ``P["gptq"]`` (over the context's
+    calibration slices; stored in the run's ``loop["gptq"]``): the rows of the section's GPTQ table."""
+    if not P["gptq"]:
+        return []
+    from .adaquant import over_slices
+    from .gptq_eval import PRESETS as GPTQ_PRESETS
+    from .gptq_eval import VARIANTS
+    from .slices import spread_text
+    gp = GPTQ_PRESETS[pname]
+    rows = []
+    for r in runs:
+        if r["kind"] not in P["gptq"] or "loop" not in r:
+            continue
+        lp = r["loop"]
+        run = over_slices(ctx, plan(picks[r["kind"]]), int(ctx.preset.slices), win, method="gptq",
+                          mode="sequential", group_size=GROUP_SIZE, seq_len=gp["seq_len"], tokens=gp["calib_tokens"],
+                          skip_first=gp["skip_first"], damp=gp["damp"], gptq_block=gp["block"],
+                          **VARIANTS["GPTQ act-order"])
+        lp["gptq"] = {**run, "delta_pct": 100.0 * (run["ppl"] / ref_ppl - 1.0)}
+        rows.append([r["kind"], lp["pick"], _mixture(lp["counts"]), lp["avg_bits"], lp["ppl"], run["ppl"],
+                     spread_text(run["ppl_spread"]), lp["gptq"]["delta_pct"], run["seconds"]])
+    return rows
